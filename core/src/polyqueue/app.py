@@ -1,0 +1,344 @@
+"""`Polyqueue`: the app object that registers handlers, enqueues, reads jobs and runs workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pydantic import BaseModel, TypeAdapter
+
+from polyqueue.broker import Broker, BrokerEnvironment
+from polyqueue.exceptions import (
+    HandlerNotFoundError,
+    JobNotFoundError,
+    JobTimeoutError,
+    ResultUnavailableError,
+)
+from polyqueue.handlers import Handler, build_handler
+from polyqueue.job import Job
+from polyqueue.listener import Listener
+from polyqueue.migrations import migrate_up
+from polyqueue.notices import notice_message
+from polyqueue.plugins import create_plugin_manager, select_broker
+from polyqueue.producer import EnqueueOptions, Producer
+from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
+from polyqueue.status import FINISHED, JobStatus
+from polyqueue.store import Executor, JobStore
+from polyqueue.worker import Worker
+
+if TYPE_CHECKING:
+    from polyqueue.embedded import EmbeddedPostgres
+
+__all__ = ["Polyqueue"]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+HandlerRef = str | Callable[..., Any]
+Payload = BaseModel | Mapping[str, Any]
+
+
+class Polyqueue:
+    """One job queue: settings, handlers, the job store and the broker.
+
+    `async with app:` opens the pool (starting the embedded PostgreSQL when no
+    `database_url` is set), applies migrations and starts the broker.
+    """
+
+    def __init__(
+        self,
+        settings: PolyqueueSettings | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        metrics: object | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings(**overrides)
+        extra = [*plugins, *([metrics] if metrics is not None else [])]
+        self.plugin_manager = create_plugin_manager(*extra)
+        self.broker_class = select_broker(self.plugin_manager, self.settings.queue_backend)
+        self.handlers: dict[str, Handler] = {}
+        self._names: dict[Callable[..., Any], str] = {}
+        self._store: JobStore | None = None
+        self._broker: Broker | None = None
+        self._producer: Producer | None = None
+        self._outbox: Listener | None = None
+        self._embedded: EmbeddedPostgres | None = None
+        self.database_url = self.settings.database_url or ""
+        self.cancel_channel = f"{self.settings.schema_name}_cancel"
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str | None = None,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        max_run_seconds: float | None = None,
+        timeout_strategy: TimeoutStrategy | None = None,
+    ) -> Callable[[F], F]:
+        """Register a handler `(payload: Model[, ctx: JobContext]) -> result` under `name`."""
+        settings = self.settings
+
+        def decorate(function: F) -> F:
+            handler_name = name or f"{function.__module__}.{function.__qualname__}"
+            if handler_name in self.handlers:
+                raise ValueError(f"a handler is already registered as {handler_name!r}")
+            self.handlers[handler_name] = build_handler(
+                function,
+                name=handler_name,
+                queue=queue or settings.default_queue,
+                max_attempts=max_attempts or settings.default_max_attempts,
+                max_run_seconds=max_run_seconds or settings.default_max_run_seconds,
+                timeout_strategy=timeout_strategy or settings.default_timeout_strategy,
+            )
+            self._names[function] = handler_name
+            return function
+
+        return decorate
+
+    def handler_name(self, ref: HandlerRef) -> str:
+        """The registered name of a handler given by name or by function."""
+        if isinstance(ref, str):
+            return ref
+        if ref in self._names:
+            return self._names[ref]
+        raise HandlerNotFoundError(getattr(ref, "__qualname__", repr(ref)), list(self.handlers))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, migrate, start the broker (and the outbox relay if needed)."""
+        settings = self.settings
+        if not settings.database_url:
+            self.database_url = await self._start_embedded()
+        store = JobStore(
+            self.database_url,
+            settings.schema_name,
+            pool_size=settings.pool_max_size or max(10, settings.concurrency + 4),
+            connect_timeout=settings.connect_timeout,
+        )
+        await store.open()
+        self._store = store
+        async with store.pool.acquire() as connection:
+            await migrate_up(connection, settings.schema_name)
+        environment = BrokerEnvironment(settings, self.database_url, settings.schema_name)
+        self._broker = self.broker_class.from_environment(environment)
+        await self._broker.start()
+        outbox = f"pq_outbox_{uuid.uuid4().hex[:16]}"
+        self._producer = Producer(store, self._broker, self.handlers, settings, outbox)
+        if not self._broker.capabilities.transactional_publish:
+            self._outbox = Listener(self.database_url, [outbox], self._relay)
+            await self._outbox.start()
+
+    async def _start_embedded(self) -> str:
+        from polyqueue.embedded import EmbeddedPostgres  # noqa: PLC0415  (optional extra)
+
+        self._embedded = EmbeddedPostgres(self.settings.data_dir / "postgres")
+        return await asyncio.to_thread(self._embedded.start)
+
+    def _relay(self, _channel: str, payload: str) -> None:
+        asyncio.get_running_loop().create_task(self.producer.relay_outbox(payload))
+
+    async def close(self) -> None:
+        """Close the broker, the store and the embedded server this app started."""
+        if self._outbox is not None:
+            await self._outbox.close()
+        if self._broker is not None:
+            await self._broker.close()
+        if self._store is not None:
+            await self._store.close()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+        self._store = self._broker = self._producer = self._outbox = self._embedded = None
+
+    async def __aenter__(self) -> Polyqueue:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> JobStore:
+        """The job store (after `start`)."""
+        if self._store is None:
+            raise RuntimeError("the app is not started: use `async with app:`")
+        return self._store
+
+    @property
+    def broker(self) -> Broker:
+        """The broker (after `start`)."""
+        if self._broker is None:
+            raise RuntimeError("the app is not started: use `async with app:`")
+        return self._broker
+
+    @property
+    def producer(self) -> Producer:
+        """The producer (after `start`)."""
+        if self._producer is None:
+            raise RuntimeError("the app is not started: use `async with app:`")
+        return self._producer
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        handler: HandlerRef,
+        payload: Payload,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        connection: Executor | None = None,
+    ) -> int:
+        """Enqueue one job; return its id (the existing job's id if the key is taken).
+
+        With `connection`, the job is inserted in that connection's transaction: rolled back
+        means no job and no notice.
+        """
+        options = EnqueueOptions(
+            delay=delay, run_at=run_at, priority=priority, queue=queue,
+            idempotency_key=idempotency_key, max_attempts=max_attempts, headers=headers,
+        )
+        jobs = self.producer.build(self.handler_name(handler), [payload], options)
+        (job_id,) = await self.producer.insert(jobs, connection)
+        return job_id
+
+    async def enqueue_many(
+        self,
+        handler: HandlerRef,
+        payloads: Sequence[Payload],
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        connection: Executor | None = None,
+    ) -> list[int]:
+        """Enqueue many jobs of one handler in one round trip; return their ids in order.
+
+        Every payload is validated first: one invalid payload enqueues nothing.
+        """
+        options = EnqueueOptions(
+            delay=delay, run_at=run_at, priority=priority, queue=queue,
+            max_attempts=max_attempts, headers=headers,
+        )
+        jobs = self.producer.build(self.handler_name(handler), payloads, options)
+        return await self.producer.insert(jobs, connection) if jobs else []
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job:
+        """The job as stored now; `JobNotFoundError` if there is none."""
+        return await self.store.job_get(job_id)
+
+    async def wait_for(self, job_id: int, timeout: float | None = None) -> Job:
+        """Wait until the job succeeded, failed or was cancelled; `JobTimeoutError` after `timeout`."""
+        delay = 0.005
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    status = (await self.store.job_status_many([job_id])).get(job_id)
+                    if status is None:
+                        raise JobNotFoundError(job_id)
+                    if JobStatus(status) in FINISHED:
+                        return await self.get_job(job_id)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+        except TimeoutError as exc:
+            raise JobTimeoutError(f"job {job_id} did not finish within {timeout}s") from exc
+
+    async def get_job_result(self, job_id: int) -> Any:
+        """The result as stored (decoded JSON); `ResultUnavailableError` unless it succeeded."""
+        job = await self.get_job(job_id)
+        if job.status is not JobStatus.SUCCEEDED:
+            raise ResultUnavailableError(job_id, job.status.value)
+        return job.result
+
+    @overload
+    async def get_job_result_typed(self, job_id: int, model: type[T]) -> T: ...
+    @overload
+    async def get_job_result_typed(self, job_id: int, model: Any) -> Any: ...
+    async def get_job_result_typed(self, job_id: int, model: Any) -> Any:
+        """The result validated as `model` (a BaseModel or any type pydantic understands)."""
+        return TypeAdapter(model).validate_python(await self.get_job_result(job_id))
+
+    async def get_job_result_typed_via_registry(self, job_id: int) -> Any:
+        """The result validated as the return annotation of the job's registered handler."""
+        job = await self.get_job(job_id)
+        handler = self.handlers.get(job.name)
+        if handler is None:
+            raise HandlerNotFoundError(job.name, list(self.handlers))
+        if job.status is not JobStatus.SUCCEEDED:
+            raise ResultUnavailableError(job_id, job.status.value)
+        return TypeAdapter(handler.returns).validate_python(job.result)
+
+    # -- control ------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a scheduled, queued or running job; False if it had already finished."""
+        async with self.store.transaction() as connection:
+            row = await self.store.job_cancel(job_id, connection)
+            if row is not None and row["worker_id"]:
+                await self.store.notify(self.cancel_channel, str(job_id), connection)
+        if row is None:
+            await self.get_job(job_id)  # raises JobNotFoundError if there is no such job
+        return row is not None
+
+    async def requeue(self, job_id: int) -> bool:
+        """Queue a failed, cancelled (or running) job again with fresh attempts.
+
+        Returns False if the job's status does not allow it (scheduled, queued, succeeded).
+        """
+        broker = self.broker
+        async with self.store.transaction() as connection:
+            row = await self.store.job_requeue(job_id, connection)
+            message = None if row is None else notice_message(row["id"], row["queue"], row["priority"])
+            if message is not None and broker.capabilities.transactional_publish:
+                await broker.publish_in(connection, [message])
+                message = None
+        if row is None:
+            await self.get_job(job_id)
+            return False
+        if message is not None:
+            await broker.publish([message])
+        return True
+
+    # -- working ------------------------------------------------------------------------------
+
+    def worker(self, *, queues: Sequence[str] | None = None, concurrency: int | None = None) -> Worker:
+        """A worker for `queues` (default: every queue a registered handler uses)."""
+        chosen = list(queues) if queues else sorted({h.queue for h in self.handlers.values()})
+        return Worker(
+            self,
+            queues=chosen or [self.settings.default_queue],
+            concurrency=concurrency or self.settings.concurrency,
+        )
+
+    async def run_worker(
+        self, *, queues: Sequence[str] | None = None, concurrency: int | None = None
+    ) -> None:
+        """Run a worker until SIGTERM or SIGINT (a second signal skips the grace period)."""
+        worker = self.worker(queues=queues, concurrency=concurrency)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        try:
+            await worker.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)

@@ -1,0 +1,163 @@
+"""The `Broker` interface: the doorbell that tells workers "job N is ready".
+
+A broker carries opaque message bodies (the core encodes notices into them) between
+`publish` and `receive`. A received message is a `Delivery`, owned by its receiver for a lease
+(Redis lease, SQS visibility timeout, Service Bus lock, PGMQ vt) until it is acked, nacked or
+the lease runs out, when it is delivered again. Brokers declare what they can do in
+`Capabilities` instead of the core guessing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from polyqueue.exceptions import UnsupportedCapabilityError
+
+if TYPE_CHECKING:
+    from polyqueue.settings import PolyqueueSettings
+
+__all__ = ["Broker", "BrokerEnvironment", "Capabilities", "Delivery", "Message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a broker can do; the core adapts instead of probing."""
+
+    max_batch: int = 100
+    """Most messages one `publish` or `receive` call handles in one round trip."""
+    native_delay: bool = False
+    """`Message.delay` is honoured by the broker (otherwise the core's `scheduled` state is)."""
+    max_delay_seconds: float = 0.0
+    """Longest delay the broker honours natively."""
+    priority: bool = False
+    """`Message.priority` orders delivery within a queue."""
+    transactional_publish: bool = False
+    """`publish_in(connection, ...)` publishes inside the caller's PostgreSQL transaction."""
+    in_process: bool = False
+    """Messages never leave this process: producer and worker must share the app object."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message to publish."""
+
+    queue: str
+    body: bytes
+    priority: int = 0
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEnvironment:
+    """What a broker is built from: the app's settings and its resolved database."""
+
+    settings: PolyqueueSettings
+    database_url: str
+    schema: str
+
+
+class Delivery:
+    """A received message, owned by its receiver until acked, nacked or its lease expires."""
+
+    __slots__ = ("body", "broker", "handle", "queue")
+
+    def __init__(self, broker: Broker, queue: str, body: bytes, handle: Any) -> None:
+        self.broker = broker
+        self.queue = queue
+        self.body = body
+        self.handle = handle
+        """Broker-specific receipt (stream id, receipt handle, lock token, message id...)."""
+
+    async def ack(self) -> None:
+        """Remove the message for good."""
+        await self.broker.ack([self])
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Give the message back, to be delivered again after `delay` seconds."""
+        await self.broker.nack([self], delay)
+
+    async def extend(self, seconds: float) -> None:
+        """Keep owning the message for `seconds` more from now."""
+        await self.broker.extend([self], seconds)
+
+    def __repr__(self) -> str:
+        return f"Delivery(queue={self.queue!r}, handle={self.handle!r})"
+
+
+class Broker(abc.ABC):
+    """Carries notices from producers to workers. Subclasses set `name` and `capabilities`.
+
+    Contract, checked for every broker by `polyqueue.testing.contract.BrokerContract`:
+
+    - `publish` is at-least-once: once it returns, every message will be received.
+    - `receive` returns at most `max_messages` deliveries, waiting up to `wait_seconds` for
+      the first; each is leased to this receiver for `lease_seconds`.
+    - `ack`, `nack` and `extend` take deliveries of this broker; acking a delivery whose lease
+      already expired (and that was redelivered) must not fail.
+    - `close` releases every connection; a `receive` running at that moment returns.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, *, lease_seconds: float = 30.0) -> None:
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    def from_environment(cls, environment: BrokerEnvironment) -> Self:
+        """Build the broker; plugins read their own `POLYQUEUE_<NAME>_*` settings here."""
+        return cls(lease_seconds=environment.settings.lease_seconds)
+
+    async def start(self) -> None:  # noqa: B027  (optional hook, empty on purpose)
+        """Open connections. Called once before any other method."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release every connection. Idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Publish `messages` (any number: split into batches of `capabilities.max_batch`)."""
+
+    async def publish_in(self, connection: Any, messages: Sequence[Message]) -> None:
+        """Publish inside the caller's PostgreSQL transaction on `connection`."""
+        raise UnsupportedCapabilityError(
+            f"broker {self.name!r} cannot publish inside a transaction", broker=self.name
+        )
+
+    @abc.abstractmethod
+    async def receive(
+        self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
+    ) -> list[Delivery]:
+        """Lease up to `max_messages` messages from `queues`, waiting up to `wait_seconds`."""
+
+    @abc.abstractmethod
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove delivered messages for good."""
+
+    @abc.abstractmethod
+    async def nack(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        """Make delivered messages available again after `delay` seconds."""
+
+    @abc.abstractmethod
+    async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        """Extend the lease of delivered messages to `seconds` from now."""
+
+    async def consume(
+        self, queues: Sequence[str], *, batch: int = 10, wait_seconds: float = 1.0
+    ) -> AsyncIterator[Delivery]:
+        """Yield deliveries from `queues` forever, `batch` per round trip."""
+        while True:
+            for delivery in await self.receive(
+                queues, max_messages=batch, wait_seconds=wait_seconds
+            ):
+                yield delivery
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

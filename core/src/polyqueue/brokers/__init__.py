@@ -1,0 +1,1 @@
+"""The built-in brokers: `postgres` (the default) and `none` (in-process)."""

@@ -1,0 +1,175 @@
+"""The `postgres` broker: notices in a table of the jobs database, woken by LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Self
+
+import asyncpg
+
+from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
+from polyqueue.exceptions import BrokerError, BrokerUnavailableError
+from polyqueue.listener import Listener
+from polyqueue.sql import load_queries
+from polyqueue.store import CONNECTION_ERRORS
+
+__all__ = ["PostgresBroker"]
+
+
+class PostgresBroker(Broker):
+    """Claims with `FOR UPDATE SKIP LOCKED`; publishes inside the caller's transaction."""
+
+    name: ClassVar[str] = "postgres"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        max_batch=1000,
+        native_delay=True,
+        max_delay_seconds=float("inf"),
+        priority=True,
+        transactional_publish=True,
+    )
+
+    def __init__(self, url: str, schema: str, *, lease_seconds: float = 30.0) -> None:
+        super().__init__(lease_seconds=lease_seconds)
+        self._url = url
+        self._sql = {name: q.sql for name, q in load_queries("broker_postgres.sql", schema).items()}
+        self._channel = f"{schema}_broker"
+        self._pool: asyncpg.Pool | None = None
+        self._listener = Listener(url, [self._channel], self._wake, on_reconnect=self._wake_all)
+        self._generation = 0
+        self._changed = asyncio.Condition()
+
+    @classmethod
+    def from_environment(cls, environment: BrokerEnvironment) -> Self:
+        """Use the jobs database and schema."""
+        return cls(
+            environment.database_url,
+            environment.schema,
+            lease_seconds=environment.settings.lease_seconds,
+        )
+
+    async def start(self) -> None:
+        """Open a small pool and the LISTEN connection."""
+        with self._translate():
+            self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4, timeout=10)
+            await self._listener.start()
+
+    async def close(self) -> None:
+        """Close the LISTEN connection and the pool; wake receivers so they return."""
+        await self._listener.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await asyncio.wait_for(pool.close(), timeout=5)
+        self._wake_all()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Insert the messages in one statement per 1000."""
+        with self._translate():
+            for chunk in _chunks(messages, self.capabilities.max_batch):
+                await self._require_pool().execute(self._sql["message_send_many"], *self._rows(chunk))
+
+    async def publish_in(self, connection: Any, messages: Sequence[Message]) -> None:
+        """Insert the messages on `connection`: they exist if and only if it commits."""
+        with self._translate():
+            for chunk in _chunks(messages, self.capabilities.max_batch):
+                await connection.execute(self._sql["message_send_many"], *self._rows(chunk))
+
+    def _rows(self, messages: Sequence[Message]) -> tuple[Any, ...]:
+        return (
+            [m.queue for m in messages],
+            [m.body for m in messages],
+            [m.priority for m in messages],
+            [m.delay for m in messages],
+            self._channel,
+        )
+
+    async def receive(
+        self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
+    ) -> list[Delivery]:
+        """Lease available messages; if none, wait for a NOTIFY (or the timeout) and retry."""
+        deadline = time.monotonic() + wait_seconds
+        while self._pool is not None:
+            generation = self._generation
+            with self._translate():
+                rows = await self._require_pool().fetch(
+                    self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
+                )
+            if rows:
+                return [self._delivery(row) for row in rows]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._wait_change(generation, remaining)
+        return []
+
+    def _delivery(self, row: Any) -> Delivery:
+        return Delivery(self, row["queue"], bytes(row["body"]), (row["id"], row["deliveries"]))
+
+    async def _wait_change(self, generation: int, timeout: float) -> None:
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._generation != generation), timeout
+                )
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Delete the delivered rows (receipt must match)."""
+        if deliveries:
+            with self._translate():
+                await self._require_pool().execute(
+                    self._sql["message_delete_many"], *_receipts(deliveries)
+                )
+
+    async def nack(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        """Make the rows available again after `delay`."""
+        await self._set_available(deliveries, delay)
+        if delay <= 0:
+            self._wake_all()
+
+    async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        """Push the rows' availability `seconds` into the future."""
+        await self._set_available(deliveries, seconds)
+
+    async def _set_available(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        if deliveries:
+            with self._translate():
+                await self._require_pool().execute(
+                    self._sql["message_set_available_many"], *_receipts(deliveries), seconds
+                )
+
+    def _wake(self, _channel: str, _payload: str) -> None:
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        self._generation += 1
+        asyncio.get_running_loop().create_task(self._notify_waiters())
+
+    async def _notify_waiters(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise BrokerUnavailableError("the postgres broker is closed", broker=self.name)
+        return self._pool
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(f"postgres broker: {exc}", broker=self.name) from exc
+        except asyncpg.PostgresError as exc:
+            raise BrokerError(f"postgres broker: {exc}", broker=self.name) from exc
+
+
+def _receipts(deliveries: Sequence[Delivery]) -> tuple[list[int], list[int]]:
+    return [d.handle[0] for d in deliveries], [d.handle[1] for d in deliveries]
+
+
+def _chunks(items: Sequence[Message], size: int) -> Iterator[Sequence[Message]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,37 @@
+"""`JobContext`: what a handler knows about the attempt it is running, and how it reports."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from polyqueue.store import JobStore
+
+__all__ = ["JobContext"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class JobContext:
+    """Passed to handlers that declare a `JobContext` parameter."""
+
+    job_id: int
+    name: str
+    queue: str
+    attempt: int
+    """This attempt's number, counting every claim of the job (1 on the first run)."""
+    max_attempts: int
+    headers: dict[str, str]
+    worker_id: str
+    _store: JobStore = field(repr=False)
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress (0.0 to 1.0) and a message; also a heartbeat for this job."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
+        current = await self._store.job_progress(self.job_id, self.attempt, fraction, message)
+        if not current:
+            log.info("job %s attempt %s no longer owns the job", self.job_id, self.attempt)

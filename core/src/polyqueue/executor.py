@@ -1,0 +1,102 @@
+"""Runs one claimed attempt of a job and turns whatever happens into an `Outcome`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from polyqueue.backoff import retry_delay
+from polyqueue.exceptions import SerializationError, TerminalError
+from polyqueue.handlers import encode_result
+from polyqueue.job import Outcome
+
+if TYPE_CHECKING:
+    from polyqueue.context import JobContext
+    from polyqueue.handlers import Handler
+    from polyqueue.job import ClaimedJob
+
+__all__ = ["Executor", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter between attempts."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before the retry that follows failed attempt `attempt`."""
+        return retry_delay(attempt, self.base, self.cap)
+
+
+class Executor:
+    """Calls handlers: async ones on the loop, sync ones in a thread pool."""
+
+    def __init__(self, retry: RetryPolicy, threads: int) -> None:
+        self._retry = retry
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyqueue")
+
+    def close(self) -> None:
+        """Stop the thread pool without waiting for stuck sync handlers."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, handler: Handler, job: ClaimedJob, ctx: JobContext) -> Outcome:
+        """Run `job` with `handler`; every exception but cancellation becomes an outcome."""
+        limit = job.max_run_seconds if job.timeout_strategy != "ignore" else None
+        try:
+            payload = handler.decode_payload(job.payload)
+            async with asyncio.timeout(limit) as deadline:
+                value = await self._call(handler, payload, ctx)
+            return Outcome(job.id, job.attempt, "succeeded", result=encode_result(value))
+        except TimeoutError as exc:
+            if limit is not None and deadline.expired():
+                return self._timed_out(job, limit, exc)
+            return self.failure(job, exc)
+        except Exception as exc:  # noqa: BLE001  (any handler error is an outcome)
+            return self.failure(job, exc)
+
+    async def _call(self, handler: Handler, payload: Any, ctx: JobContext) -> Any:
+        args = (payload, ctx) if handler.takes_context else (payload,)
+        if handler.is_async:
+            return await handler.function(*args)
+        call = functools.partial(contextvars.copy_context().run, handler.function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def failure(self, job: ClaimedJob, exc: BaseException) -> Outcome:
+        """A retry after backoff, or a failure if `exc` is terminal or attempts are spent."""
+        terminal = isinstance(exc, TerminalError | SerializationError)
+        if terminal or not job.attempts_left:
+            return _error_outcome(job, "failed", exc)
+        delay = self._retry.delay(job.attempt - job.attempt_base)
+        return _error_outcome(job, "scheduled", exc, delay=delay)
+
+    def _timed_out(self, job: ClaimedJob, limit: float, cause: TimeoutError) -> Outcome:
+        error = TimeoutError(f"job exceeded its time limit of {limit:g}s")
+        error.__cause__ = cause
+        if job.timeout_strategy == "fail":
+            return _error_outcome(job, "failed", error, with_traceback=False)
+        return self.failure(job, error)
+
+
+def _error_outcome(
+    job: ClaimedJob, status: Any, exc: BaseException, *, delay: float = 0.0, with_traceback: bool = True
+) -> Outcome:
+    text = "".join(traceback.format_exception(exc)) if with_traceback else None
+    return Outcome(
+        job.id,
+        job.attempt,
+        status,
+        error_type=type(exc).__qualname__,
+        error_message=str(exc),
+        error_traceback=text,
+        delay=delay,
+    )

@@ -1,0 +1,139 @@
+"""The shapes a job takes: a new row, a claimed attempt, an outcome, and the public `Job`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from polyqueue.status import JobStatus
+
+__all__ = ["ClaimedJob", "Job", "JobError", "NewJob", "Outcome"]
+
+OutcomeStatus = Literal["succeeded", "failed", "scheduled"]
+
+
+class JobError(BaseModel):
+    """The last error a job's handler raised."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class Job(BaseModel):
+    """A job as stored: what `Polyqueue.get_job` returns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    name: str
+    queue: str
+    status: JobStatus
+    payload: Any
+    result: Any = None
+    headers: dict[str, str] = {}
+    priority: int
+    attempt: int
+    max_attempts: int
+    max_run_seconds: float | None
+    timeout_strategy: str
+    idempotency_key: str | None
+    run_at: datetime
+    error: JobError | None
+    progress: float | None
+    progress_message: str | None
+    worker_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    timeout_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job is at rest: succeeded, failed or cancelled."""
+        return self.status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        """Build from a `job_get` row (JSON columns arrive as text)."""
+        data = dict(row)
+        error = None
+        if data.pop("error_type") is not None:
+            error = JobError(
+                type=row["error_type"],
+                message=row["error_message"] or "",
+                traceback=row["error_traceback"],
+            )
+        data.pop("error_message")
+        data.pop("error_traceback")
+        data.pop("attempt_base")
+        data["payload"] = json.loads(data["payload"])
+        data["headers"] = json.loads(data["headers"])
+        data["result"] = None if data["result"] is None else json.loads(data["result"])
+        return cls(error=error, **data)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A row for `job_insert_many`; payload and headers already encoded as JSON."""
+
+    name: str
+    queue: str
+    payload: str
+    headers: str = "{}"
+    priority: int = 0
+    max_attempts: int = 3
+    max_run_seconds: float | None = None
+    timeout_strategy: str = "retry"
+    idempotency_key: str | None = None
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """One attempt of a job, claimed by this worker; `attempt` is the fencing token."""
+
+    id: int
+    name: str
+    queue: str
+    payload: str
+    headers: dict[str, str]
+    priority: int
+    attempt: int
+    attempt_base: int
+    max_attempts: int
+    max_run_seconds: float | None
+    timeout_strategy: str
+
+    @property
+    def attempts_left(self) -> bool:
+        """Whether a failure of this attempt may still be retried."""
+        return self.attempt - self.attempt_base < self.max_attempts
+
+    @classmethod
+    def from_row(cls, row: Any) -> ClaimedJob:
+        """Build from a `job_claim_many` row."""
+        data = dict(row)
+        data["headers"] = json.loads(data["headers"])
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt ended in, ready for `job_complete_many`."""
+
+    job_id: int
+    attempt: int
+    status: OutcomeStatus
+    result: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    delay: float = 0.0

@@ -1,0 +1,94 @@
+"""`OutcomeWriter`: records finished attempts in batches (group commit), then acks them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from polyqueue.backoff import Backoff
+from polyqueue.exceptions import BrokerError, DatabaseUnavailableError, StoreError
+
+if TYPE_CHECKING:
+    from polyqueue.broker import Broker, Delivery
+    from polyqueue.job import Outcome
+    from polyqueue.store import JobStore
+
+__all__ = ["OutcomeWriter"]
+
+log = logging.getLogger(__name__)
+
+_Pending = tuple["Outcome", "Delivery", "asyncio.Future[bool]"]
+
+
+class OutcomeWriter:
+    """Collects outcomes while the previous batch is being written, so one statement and one
+    commit serve many jobs without adding latency. Acks follow the commit, never precede it.
+    """
+
+    def __init__(
+        self, store: JobStore, broker: Broker, on_scheduled: Callable[[datetime], None]
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._on_scheduled = on_scheduled
+        self._pending: list[_Pending] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+
+    async def record(self, outcome: Outcome, delivery: Delivery) -> bool:
+        """Write `outcome` and ack `delivery`; False if the attempt had been fenced off."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, delivery, future))
+        self._ready.set()
+        return await future
+
+    async def run(self) -> None:
+        """Write batches until `close` is called and nothing is pending."""
+        while not (self._closing and not self._pending):
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._write(batch)
+
+    def close(self) -> None:
+        """Finish the pending batches, then stop `run`."""
+        self._closing = True
+        self._ready.set()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        outcomes = [outcome for outcome, _, _ in batch]
+        try:
+            current = await self._write_until_stored(outcomes)
+        except StoreError as exc:
+            log.exception("recording %d outcomes failed", len(batch))
+            for _, _, future in batch:
+                future.set_exception(exc)
+            return
+        await self._ack([delivery for _, delivery, _ in batch])
+        for outcome, _, future in batch:
+            future.set_result(outcome.job_id in current)
+
+    async def _write_until_stored(self, outcomes: list[Outcome]) -> set[int]:
+        backoff = Backoff(base=0.05, cap=2.0)
+        while True:
+            try:
+                rows = await self._store.job_complete_many(outcomes)
+            except DatabaseUnavailableError as exc:
+                log.warning("database unavailable, retrying %d outcomes: %s", len(outcomes), exc)
+                await backoff.sleep()
+                continue
+            for job_id, run_at in rows.items():
+                if run_at is not None:
+                    self._on_scheduled(run_at)
+            return set(rows)
+
+    async def _ack(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self._broker.ack(deliveries)
+        except BrokerError as exc:
+            # The outcome is committed: a redelivery finds the job finished and is dropped.
+            log.warning("acking %d deliveries failed: %s", len(deliveries), exc)

@@ -1,0 +1,154 @@
+"""`Producer`: turns enqueue calls into job rows and notices, transactionally where it can."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from polyqueue.exceptions import HandlerNotFoundError, PolyqueueError
+from polyqueue.job import NewJob
+from polyqueue.notices import notice_message
+
+if TYPE_CHECKING:
+    from polyqueue.broker import Broker, Message
+    from polyqueue.handlers import Handler
+    from polyqueue.settings import PolyqueueSettings
+    from polyqueue.store import Executor, InsertedJob, JobStore
+
+__all__ = ["EnqueueOptions", "Producer"]
+
+log = logging.getLogger(__name__)
+
+_NOTIFY_CHUNK = 200  # ids per outbox notification, well under PostgreSQL's 8000-byte payload
+
+
+class EnqueueOptions:
+    """Per-call options of `enqueue`, resolved against the handler's defaults."""
+
+    __slots__ = ("headers", "idempotency_key", "max_attempts", "priority", "queue", "run_at")
+
+    def __init__(
+        self,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if delay is not None and run_at is not None:
+            raise ValueError("pass either delay or run_at, not both")
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        if run_at is not None and run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+        self.run_at = datetime.now(UTC) + timedelta(seconds=delay) if delay else run_at
+        self.priority = priority
+        self.queue = queue
+        self.idempotency_key = idempotency_key
+        self.max_attempts = max_attempts
+        self.headers = dict(headers or {})
+
+
+class Producer:
+    """Inserts jobs and publishes their notices.
+
+    - Own transaction: insert, commit, then publish (a transactional broker publishes inside).
+    - Caller's connection: a transactional broker publishes inside the caller's transaction;
+      any other broker is told through `NOTIFY`, which PostgreSQL delivers only on commit, and
+      this process's outbox relay publishes then. Rolled back means no job and no notice.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        broker: Broker,
+        handlers: Mapping[str, Handler],
+        settings: PolyqueueSettings,
+        outbox_channel: str,
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._handlers = handlers
+        self._settings = settings
+        self.outbox_channel = outbox_channel
+
+    def build(
+        self, name: str, payloads: Sequence[BaseModel | Mapping[str, Any]], options: EnqueueOptions
+    ) -> list[NewJob]:
+        """Validate and encode `payloads` for handler `name`."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise HandlerNotFoundError(name, list(self._handlers))
+        headers = json.dumps(options.headers)
+        limit = self._settings.max_payload_bytes
+        return [
+            NewJob(
+                name=name,
+                queue=options.queue or handler.queue,
+                payload=handler.encode_payload(payload, limit),
+                headers=headers,
+                priority=options.priority,
+                max_attempts=options.max_attempts or handler.max_attempts,
+                max_run_seconds=handler.max_run_seconds,
+                timeout_strategy=handler.timeout_strategy,
+                idempotency_key=options.idempotency_key,
+                run_at=options.run_at,
+            )
+            for payload in payloads
+        ]
+
+    async def insert(self, jobs: Sequence[NewJob], connection: Executor | None) -> list[int]:
+        """Insert `jobs` and make sure their notices follow; return the ids in order."""
+        if connection is not None:
+            inserted = await self._insert_in(connection, jobs)
+        else:
+            async with self._store.transaction() as own:
+                inserted = await self._store.job_insert_many(jobs, own)
+                messages = _notices(inserted)
+                if messages and self._broker.capabilities.transactional_publish:
+                    await self._broker.publish_in(own, messages)
+                    messages = []
+            await self._publish_after_commit(messages)
+        return [row.id for row in inserted]
+
+    async def _insert_in(self, connection: Executor, jobs: Sequence[NewJob]) -> list[InsertedJob]:
+        inserted = await self._store.job_insert_many(jobs, connection)
+        messages = _notices(inserted)
+        if messages and self._broker.capabilities.transactional_publish:
+            await self._broker.publish_in(connection, messages)
+        elif messages:
+            rows = [[m.queue, m.priority, row.id] for m, row in zip(messages, _created(inserted), strict=True)]
+            for start in range(0, len(rows), _NOTIFY_CHUNK):
+                payload = json.dumps(rows[start : start + _NOTIFY_CHUNK])
+                await self._store.notify(self.outbox_channel, payload, connection)
+        return inserted
+
+    async def _publish_after_commit(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        try:
+            await self._broker.publish(messages)
+        except PolyqueueError as exc:
+            # The jobs are committed and queued; the maintenance loop republishes lost notices.
+            log.warning("publishing %d notices failed (jobs are safe): %s", len(messages), exc)
+
+    async def relay_outbox(self, payload: str) -> None:
+        """Publish the notices of jobs committed in a caller's transaction."""
+        messages = [notice_message(job_id, queue, priority) for queue, priority, job_id in json.loads(payload)]
+        await self._publish_after_commit(messages)
+
+
+def _created(inserted: Sequence[InsertedJob]) -> list[InsertedJob]:
+    return [row for row in inserted if row.created and row.status == "queued"]
+
+
+def _notices(inserted: Sequence[InsertedJob]) -> list[Message]:
+    return [notice_message(row.id, row.queue, row.priority) for row in _created(inserted)]

@@ -1,0 +1,100 @@
+"""`PolyqueueSettings`: every knob, read from `POLYQUEUE_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from polyqueue.exceptions import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "PolyqueueSettings", "TimeoutStrategy", "load_settings"]
+
+ENV_PREFIX = "POLYQUEUE_"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_SECRET_FIELDS = frozenset({"database_url"})  # may carry a password: never echoed
+
+TimeoutStrategy = Literal["retry", "fail", "ignore"]
+
+
+class PolyqueueSettings(BaseSettings):
+    """Settings of one Polyqueue app. Each field `x` is read from `POLYQUEUE_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    database_url: str | None = None
+    """PostgreSQL URL. Unset: an embedded server from `polyqueue[embedded]` is started."""
+    queue_backend: str = "postgres"
+    """Name of the broker that rings the doorbell: `postgres`, `none`, or a plugin's."""
+    schema_name: str = Field(
+        default="polyqueue", validation_alias=AliasChoices("POLYQUEUE_SCHEMA", "schema_name")
+    )
+    """PostgreSQL schema holding every Polyqueue table (env: `POLYQUEUE_SCHEMA`)."""
+    data_dir: Path = Path(".polyqueue")
+    """Where the embedded PostgreSQL keeps its data (`<data_dir>/postgres`)."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a database connection before failing."""
+    pool_max_size: int | None = Field(default=None, ge=2)
+    """Connections in the pool. Unset: the worker's concurrency plus 4 (at least 10)."""
+    max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest encoded payload `enqueue` accepts (default 1 MiB)."""
+    default_queue: str = "default"
+    """Queue of handlers registered without one."""
+    default_max_attempts: int = Field(default=3, ge=1)
+    """Attempts of handlers registered without `max_attempts`."""
+    default_max_run_seconds: float | None = Field(default=None, gt=0)
+    """Time limit of handlers registered without one. Unset: no limit."""
+    default_timeout_strategy: TimeoutStrategy = "retry"
+    """What a timed-out job does when its handler does not say: retry, fail or ignore."""
+    retry_backoff_base: float = Field(default=1.0, ge=0)
+    """Backoff before retry n is uniform in [0, min(max, base * 2**(n-1))] seconds."""
+    retry_backoff_max: float = Field(default=3600.0, ge=0)
+    """Ceiling of the retry backoff, in seconds."""
+    concurrency: int = Field(default=10, ge=1)
+    """Jobs one worker runs at once, unless `run_worker(concurrency=...)` says otherwise."""
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    """Seconds between worker heartbeats (job rows, worker row, broker leases)."""
+    lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a broker delivery stays owned before it is redelivered, unless extended."""
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    """How long a stopping worker lets in-flight jobs finish before giving them back."""
+    scheduler_interval: float = Field(default=1.0, gt=0)
+    """Longest wait between checks for due `scheduled` jobs."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("schema_name", "default_queue")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be lowercase letters, digits and _, at most 63 characters")
+        return value
+
+
+def load_settings(**overrides: Any) -> PolyqueueSettings:
+    """Build settings from the environment and `overrides`; errors name the variable."""
+    try:
+        return PolyqueueSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = "POLYQUEUE_SCHEMA" if field == "schema_name" else ENV_PREFIX + field.upper()
+        shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+        problems.append(f"{variable}: {error['msg']}{shown}")
+    return "invalid settings: " + "; ".join(problems)

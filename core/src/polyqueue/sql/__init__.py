@@ -1,0 +1,89 @@
+"""Loads the named SQL blocks and numbered migrations shipped beside this module."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+__all__ = ["Migration", "Query", "load_migrations", "load_queries", "quote_identifier"]
+
+_HEADER = re.compile(r"^-- name: (?P<name>\w+) :(?P<kind>one|many|exec)\s*$")
+_TRANSITION = re.compile(r"^-- transition: (?P<sources>[\w, ]+) -> (?P<targets>[\w| ]+)\s*$")
+_MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>\w+)\.(?P<direction>up|down)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One named block: its SQL, result kind, description and declared transitions."""
+
+    name: str
+    kind: str
+    description: str
+    sql: str
+    sources: frozenset[str] = frozenset()
+    targets: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change with its way back."""
+
+    version: int
+    name: str
+    up: str
+    down: str
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a PostgreSQL identifier (the schema name, validated by the settings)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def load_queries(resource: str, schema: str, package: str = __name__) -> dict[str, Query]:
+    """Parse `resource` into its named blocks, with `{schema}` replaced by the quoted schema."""
+    text = resources.files(package).joinpath(resource).read_text(encoding="utf-8")
+    queries: dict[str, Query] = {}
+    for block in re.split(r"\n(?=-- name: )", text):
+        lines = block.strip().splitlines()
+        header = _HEADER.match(lines[0]) if lines else None
+        if header is None:
+            continue
+        query = _parse_block(header["name"], header["kind"], lines[1:], schema)
+        if query.name in queries:
+            raise ValueError(f"{resource}: duplicate block {query.name!r}")
+        queries[query.name] = query
+    return queries
+
+
+def _parse_block(name: str, kind: str, lines: list[str], schema: str) -> Query:
+    description = lines[0].removeprefix("--").strip() if lines else ""
+    sources: frozenset[str] = frozenset()
+    targets: frozenset[str] = frozenset()
+    body = []
+    for line in lines[1:]:
+        transition = _TRANSITION.match(line)
+        if transition:
+            sources = frozenset(s.strip() for s in transition["sources"].split(","))
+            targets = frozenset(t.strip() for t in transition["targets"].split("|"))
+        else:
+            body.append(line)
+    sql = "\n".join(body).strip().replace("{schema}", quote_identifier(schema))
+    return Query(name, kind, description, sql, sources, targets)
+
+
+def load_migrations(schema: str, package: str = __name__) -> list[Migration]:
+    """Every `NNNN_name.up.sql` / `.down.sql` pair under `migrations/`, in version order."""
+    folder = resources.files(package).joinpath("migrations")
+    found: dict[int, dict[str, str]] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match is None:
+            continue
+        sql = entry.read_text(encoding="utf-8").replace("{schema}", quote_identifier(schema))
+        parts = found.setdefault(int(match["version"]), {"name": match["name"]})
+        parts[match["direction"]] = sql
+    return [
+        Migration(version, parts["name"], parts["up"], parts.get("down", ""))
+        for version, parts in sorted(found.items())
+    ]

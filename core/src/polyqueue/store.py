@@ -1,0 +1,288 @@
+"""`JobStore`: the asyncpg pool and one method per named block of `sql/queries.sql`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, StoreError
+from polyqueue.job import ClaimedJob, Job, NewJob, Outcome
+from polyqueue.sql import load_queries
+
+if TYPE_CHECKING:
+    from asyncpg import Connection, Record
+
+__all__ = ["CONNECTION_ERRORS", "Executor", "InsertedJob", "JobStore", "describe_url"]
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+"""Errors that mean "the database is not reachable right now", as opposed to a bad query."""
+
+Executor = Any  # an asyncpg Connection or Pool: anything with execute/fetch/fetchrow
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{parts.username or ''}@{host}{port}{parts.path}"
+
+
+@contextlib.contextmanager
+def translate_errors(operation: str) -> Any:
+    """Turn asyncpg errors into the Polyqueue tree, chaining the original."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"{operation}: database unavailable ({exc})") from exc
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"{operation}: {exc}") from exc
+
+
+class InsertedJob:
+    """One row of `job_insert_many`: the job's id and whether this call created it."""
+
+    __slots__ = ("created", "id", "priority", "queue", "status")
+
+    def __init__(self, row: Record) -> None:
+        self.id: int = row["id"]
+        self.created: bool = row["created"]
+        self.status: str = row["status"]
+        self.queue: str = row["queue"]
+        self.priority: int = row["priority"]
+
+
+class JobStore:
+    """The authoritative state of every job and worker, in one PostgreSQL schema."""
+
+    def __init__(self, url: str, schema: str, *, pool_size: int, connect_timeout: float) -> None:
+        self.url = url
+        self.schema = schema
+        self.queries = load_queries("queries.sql", schema)
+        self._sql = {name: query.sql for name, query in self.queries.items()}
+        self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        """Create the pool; fail fast with a clear error if the database cannot be reached."""
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self._connect_timeout,
+                    command_timeout=None,
+                )
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to {describe_url(self.url)}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        """Close the pool, waiting briefly for connections in use."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool; only between `open` and `close`."""
+        if self._pool is None:
+            raise StoreError("the job store is not open: use `async with app:`")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction."""
+        with translate_errors("transaction"):
+            async with self.pool.acquire() as connection, connection.transaction():
+                yield connection
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def job_insert_many(self, jobs: Sequence[NewJob], executor: Executor) -> list[InsertedJob]:
+        """Insert `jobs` on `executor`; ids come back in input order."""
+        columns = _columns(jobs)
+        with translate_errors("enqueue"):
+            rows = await executor.fetch(self._sql["job_insert_many"], *columns)
+        inserted = [InsertedJob(row) for row in rows]
+        if any(job.id is None for job in inserted):
+            await self._resolve_racing_keys(inserted, jobs, executor)
+        return inserted
+
+    async def _resolve_racing_keys(
+        self, inserted: list[InsertedJob], jobs: Sequence[NewJob], executor: Executor
+    ) -> None:
+        missing = [job.idempotency_key for job, row in zip(jobs, inserted, strict=True) if row.id is None]
+        with translate_errors("enqueue"):
+            rows = await executor.fetch(self._sql["job_ids_by_keys"], missing)
+        by_key = {row["idempotency_key"]: row for row in rows}
+        for job, row in zip(jobs, inserted, strict=True):
+            if row.id is None:
+                row.id = by_key[job.idempotency_key]["id"]
+                row.status = by_key[job.idempotency_key]["status"]
+
+    async def job_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """The ids of the jobs holding these idempotency keys."""
+        with translate_errors("lookup by idempotency key"):
+            rows = await self.pool.fetch(self._sql["job_ids_by_keys"], list(keys))
+        return {row["idempotency_key"]: row["id"] for row in rows}
+
+    async def job_claim_many(
+        self, job_ids: Sequence[int], worker_id: str, timeout_grace: float
+    ) -> list[ClaimedJob]:
+        """Claim those of `job_ids` that are queued; the rest are not claimable."""
+        with translate_errors("claim"):
+            rows = await self.pool.fetch(
+                self._sql["job_claim_many"], list(job_ids), worker_id, timeout_grace
+            )
+        return [ClaimedJob.from_row(row) for row in rows]
+
+    async def job_complete_many(self, outcomes: Sequence[Outcome]) -> dict[int, datetime | None]:
+        """Record `outcomes`. Return the ids whose attempt was still current (the others were
+        fenced off), each with its `run_at` if it was scheduled for a retry."""
+        columns = (
+            [o.job_id for o in outcomes],
+            [o.attempt for o in outcomes],
+            [o.status for o in outcomes],
+            [o.result for o in outcomes],
+            [o.error_type for o in outcomes],
+            [o.error_message for o in outcomes],
+            [o.error_traceback for o in outcomes],
+            [o.delay for o in outcomes],
+        )
+        with translate_errors("record outcomes"):
+            rows = await self.pool.fetch(self._sql["job_complete_many"], *columns)
+        return {
+            row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows
+        }
+
+    async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
+        """Give running attempts `(job_id, attempt)` back to the queue; return those released."""
+        with translate_errors("release"):
+            rows = await self.pool.fetch(self._sql["job_release_many"], *_unzip(attempts))
+        return {row["id"] for row in rows}
+
+    async def job_heartbeat_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
+        """Heartbeat running attempts; return the ids still owned by them."""
+        with translate_errors("heartbeat"):
+            rows = await self.pool.fetch(self._sql["job_heartbeat_many"], *_unzip(attempts))
+        return {row["id"] for row in rows}
+
+    async def job_progress(
+        self, job_id: int, attempt: int, fraction: float, message: str | None
+    ) -> bool:
+        """Store progress of a running attempt; False if the attempt is no longer current."""
+        with translate_errors("progress"):
+            row = await self.pool.fetchrow(
+                self._sql["job_progress"], job_id, attempt, fraction, message
+            )
+        return row is not None
+
+    async def job_promote_due(self, limit: int, executor: Executor) -> list[Record]:
+        """Queue up to `limit` due scheduled jobs; return `(id, queue, priority)` rows."""
+        with translate_errors("promote"):
+            rows: list[Record] = await executor.fetch(self._sql["job_promote_due"], limit)
+        return rows
+
+    async def job_next_run_at(self) -> datetime | None:
+        """When the earliest scheduled job falls due, if any."""
+        with translate_errors("next run"):
+            value: datetime | None = await self.pool.fetchval(self._sql["job_next_run_at"])
+        return value
+
+    async def job_get(self, job_id: int) -> Job:
+        """One job; `JobNotFoundError` if there is none."""
+        with translate_errors("get job"):
+            row = await self.pool.fetchrow(self._sql["job_get"], job_id)
+        if row is None:
+            raise JobNotFoundError(job_id)
+        return Job.from_row(row)
+
+    async def job_status_many(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """The status of each existing job among `job_ids`."""
+        with translate_errors("job status"):
+            rows = await self.pool.fetch(self._sql["job_status_many"], list(job_ids))
+        return {row["id"]: row["status"] for row in rows}
+
+    async def job_cancel(self, job_id: int, executor: Executor) -> Record | None:
+        """Cancel an unfinished job; None if it was already finished or does not exist."""
+        with translate_errors("cancel"):
+            row: Record | None = await executor.fetchrow(self._sql["job_cancel"], job_id)
+        return row
+
+    async def job_requeue(self, job_id: int, executor: Executor) -> Record | None:
+        """Queue a failed, cancelled or running job again; None if its status does not allow it."""
+        with translate_errors("requeue"):
+            row: Record | None = await executor.fetchrow(self._sql["job_requeue"], job_id)
+        return row
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def worker_register(
+        self, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+    ) -> None:
+        """Add this worker to the registry."""
+        with translate_errors("register worker"):
+            await self.pool.execute(
+                self._sql["worker_register"], worker_id, hostname, pid, list(queues), concurrency
+            )
+
+    async def worker_heartbeat(self, worker_id: str, current_jobs: int) -> bool:
+        """Mark the worker alive; False if it is no longer `running` in the registry."""
+        with translate_errors("worker heartbeat"):
+            row = await self.pool.fetchrow(self._sql["worker_heartbeat"], worker_id, current_jobs)
+        return row is not None
+
+    async def worker_stop(self, worker_id: str) -> None:
+        """Mark the worker stopped."""
+        with translate_errors("stop worker"):
+            await self.pool.execute(self._sql["worker_stop"], worker_id)
+
+    # -- notifications ------------------------------------------------------------------------
+
+    async def notify(self, channel: str, payload: str, executor: Executor) -> None:
+        """Send a notification, delivered when `executor`'s transaction commits."""
+        with translate_errors("notify"):
+            await executor.execute(self._sql["notify"], channel, payload)
+
+
+def _columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
+    return (
+        [j.name for j in jobs],
+        [j.queue for j in jobs],
+        [j.payload for j in jobs],
+        [j.headers for j in jobs],
+        [j.priority for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.max_run_seconds for j in jobs],
+        [j.timeout_strategy for j in jobs],
+        [j.idempotency_key for j in jobs],
+        [j.run_at for j in jobs],
+    )
+
+
+def _unzip(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -1,0 +1,159 @@
+"""`BrokerContract`: the conformance suite every broker runs unchanged.
+
+Use it from a test module of your broker::
+
+    class TestMyBroker(BrokerContract):
+        @pytest.fixture
+        async def broker(self):
+            async with MyBroker(lease_seconds=1.0) as broker:
+                yield broker
+
+The broker must be started, with a lease of about one second so expiry tests stay quick.
+Every test uses fresh queue names, so brokers may share a server between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from polyqueue.broker import Broker, Delivery, Message
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["BrokerContract"]
+
+PATIENCE = 15.0  # seconds to wait for something that must happen (never the assertion itself)
+
+
+def _queue() -> str:
+    return f"contract_{uuid.uuid4().hex[:12]}"
+
+
+async def receive_until(
+    broker: Broker, queues: Sequence[str], count: int, *, timeout: float = PATIENCE
+) -> list[Delivery]:
+    """Receive until `count` deliveries arrived or `timeout` passed."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and (remaining := deadline - time.monotonic()) > 0:
+        got += await broker.receive(
+            queues, max_messages=count - len(got), wait_seconds=min(remaining, 1.0)
+        )
+    return got
+
+
+async def receive_nothing(broker: Broker, queues: Sequence[str], seconds: float) -> bool:
+    """True if nothing is delivered from `queues` during `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if await broker.receive(queues, max_messages=10, wait_seconds=remaining):
+            return False
+    return True
+
+
+class BrokerContract:
+    """Publish/consume, ack, nack with delay, lease expiry, extend, batches, close."""
+
+    @pytest.fixture
+    def broker(self) -> Broker:
+        raise NotImplementedError("subclasses provide a started `broker` fixture")
+
+    async def test_published_messages_are_received_once_each(self, broker: Broker) -> None:
+        queue = _queue()
+        bodies = [f"m{i}".encode() for i in range(5)]
+        await broker.publish([Message(queue, body) for body in bodies])
+        got = await receive_until(broker, [queue], 5)
+        assert sorted(d.body for d in got) == sorted(bodies)
+        assert {d.queue for d in got} == {queue}
+        await broker.ack(got)
+
+    async def test_receive_only_takes_the_asked_queues(self, broker: Broker) -> None:
+        mine, other = _queue(), _queue()
+        await broker.publish([Message(other, b"other"), Message(mine, b"mine")])
+        got = await receive_until(broker, [mine], 1)
+        assert [d.body for d in got] == [b"mine"]
+        await broker.ack(got)
+        assert await receive_nothing(broker, [mine], 0.3)
+        await broker.ack(await receive_until(broker, [other], 1))
+
+    async def test_receive_respects_max_messages(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"x%d" % i) for i in range(6)])
+        await asyncio.sleep(0)  # let an asynchronous broker settle; not a timing assertion
+        first = await broker.receive([queue], max_messages=2, wait_seconds=PATIENCE)
+        assert 1 <= len(first) <= 2
+        rest = await receive_until(broker, [queue], 6 - len(first))
+        assert len(rest) == 6 - len(first)
+        await broker.ack([*first, *rest])
+
+    async def test_acked_messages_are_not_redelivered(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"once")])
+        got = await receive_until(broker, [queue], 1)
+        await broker.ack(got)
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 2 + 0.5)
+
+    async def test_unacked_message_is_redelivered_after_its_lease(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"lease")])
+        first = await receive_until(broker, [queue], 1)
+        again = await receive_until(broker, [queue], 1)
+        assert [d.body for d in again] == [b"lease"]
+        await broker.ack(first)  # a stale receipt: must not fail
+        await broker.ack(again)
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 2 + 0.5)
+
+    async def test_nack_redelivers_after_the_delay(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"retry")])
+        got = await receive_until(broker, [queue], 1)
+        await broker.nack(got, delay=0.0)
+        again = await receive_until(broker, [queue], 1)
+        assert [d.body for d in again] == [b"retry"]
+        delay = broker.lease_seconds * 3
+        await broker.nack(again, delay=delay)
+        started = time.monotonic()
+        last = await receive_until(broker, [queue], 1, timeout=delay + PATIENCE)
+        assert [d.body for d in last] == [b"retry"]
+        assert time.monotonic() - started >= delay * 0.9
+        await broker.ack(last)
+
+    async def test_extend_keeps_the_message_owned(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"long job")])
+        got = await receive_until(broker, [queue], 1)
+        await broker.extend(got, broker.lease_seconds * 4)
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 2)
+        await broker.ack(got)
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 3)
+
+    async def test_batch_publish_delivers_every_message(self, broker: Broker) -> None:
+        queue = _queue()
+        count = broker.capabilities.max_batch * 2 + 7
+        await broker.publish([Message(queue, b"%d" % i) for i in range(count)])
+        got = await receive_until(broker, [queue], count, timeout=PATIENCE * 4)
+        assert sorted(int(d.body) for d in got) == list(range(count))
+        await broker.ack(got)
+
+    async def test_priority_orders_delivery_when_declared(self, broker: Broker) -> None:
+        if not broker.capabilities.priority:
+            pytest.skip(f"broker {broker.name!r} does not declare priority")
+        queue = _queue()
+        await broker.publish([Message(queue, b"low", priority=0), Message(queue, b"high", priority=9)])
+        got = await receive_until(broker, [queue], 2)
+        assert [d.body for d in got][0] == b"high"
+        await broker.ack(got)
+
+    async def test_close_while_receiving_returns(self, broker: Broker) -> None:
+        queue = _queue()
+        waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=60))
+        await asyncio.sleep(0.2)  # let the receive start waiting; the assertion is below
+        await broker.close()
+        result = await asyncio.wait_for(waiting, PATIENCE)
+        assert result == []

@@ -1,0 +1,281 @@
+"""`Worker`: consumes notices, claims jobs in batches, runs them, and keeps them alive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from polyqueue.backoff import Backoff
+from polyqueue.context import JobContext
+from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
+from polyqueue.executor import Executor, RetryPolicy
+from polyqueue.listener import Listener
+from polyqueue.notices import InvalidNoticeError, decode_notice
+from polyqueue.outcomes import OutcomeWriter
+from polyqueue.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from polyqueue.app import Polyqueue
+    from polyqueue.broker import Delivery
+    from polyqueue.job import ClaimedJob, Outcome
+
+__all__ = ["Worker", "new_worker_id"]
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_GRACE_SECONDS = 30.0  # the database backstop fires this long after the in-process limit
+RECEIVE_WAIT_SECONDS = 1.0
+
+
+def new_worker_id() -> str:
+    """Unique per process start: host, pid and a random suffix (never reused after restart)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(slots=True)
+class _Running:
+    job: ClaimedJob
+    delivery: Delivery
+    task: asyncio.Task[None]
+    stop_reason: str | None = None  # "shutdown" | "lost" | "cancelled" once told to stop
+
+
+class Worker:
+    """Runs jobs from `queues`, at most `concurrency` at once, until `stop()` is called."""
+
+    def __init__(self, app: Polyqueue, *, queues: Sequence[str], concurrency: int) -> None:
+        self.app = app
+        self.id = new_worker_id()
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        settings = app.settings
+        self._executor = Executor(
+            RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max), concurrency
+        )
+        self._running: dict[int, _Running] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
+        self._scheduler = Scheduler(app.store, app.broker, settings.scheduler_interval)
+        self._writer = OutcomeWriter(app.store, app.broker, self._scheduler.wake_at)
+        self._control = Listener(app.database_url, [app.cancel_channel], self._on_cancel)
+
+    @property
+    def running_jobs(self) -> int:
+        """How many jobs this worker runs right now."""
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop consuming; in-flight jobs get the grace period, unless stop is called again."""
+        if self._stopping.is_set():
+            self._forced.set()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Register, work until `stop()`, then shut down gracefully."""
+        store = self.app.store
+        await store.worker_register(
+            self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+        )
+        await self._control.start()
+        log.info("worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency)
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="polyqueue-heartbeat"),
+            asyncio.create_task(self._scheduler.run(), name="polyqueue-scheduler"),
+        ]
+        writer = asyncio.create_task(self._writer.run(), name="polyqueue-outcomes")
+        try:
+            await self._consume_loop()
+        finally:
+            await self._shutdown(background, writer)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        backoff = Backoff(base=0.05, cap=5.0)
+        batch = self.app.broker.capabilities.max_batch
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait_for_slot()
+                continue
+            try:
+                deliveries = await self.app.broker.receive(
+                    self.queues, max_messages=min(free, batch), wait_seconds=RECEIVE_WAIT_SECONDS
+                )
+                await self._dispatch(deliveries)
+            except PolyqueueError as exc:
+                log.warning("worker %s: consuming failed, backing off: %s", self.id, exc)
+                await self._sleep_unless_stopping(backoff.next_delay())
+            else:
+                backoff.reset()
+
+    async def _wait_for_slot(self) -> None:
+        self._slot_freed.clear()
+        stopping = asyncio.create_task(self._stopping.wait())
+        freed = asyncio.create_task(self._slot_freed.wait())
+        await asyncio.wait({stopping, freed}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        freed.cancel()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _dispatch(self, deliveries: list[Delivery]) -> None:
+        if self._stopping.is_set():
+            await self.app.broker.nack(deliveries)
+            return
+        wanted, drop = self._sort_deliveries(deliveries)
+        claimed = []
+        if wanted:
+            claimed = await self.app.store.job_claim_many(list(wanted), self.id, TIMEOUT_GRACE_SECONDS)
+        for job in claimed:
+            self._start(job, wanted.pop(job.id))
+        await self._settle_unclaimed(wanted, drop)
+
+    def _sort_deliveries(self, deliveries: list[Delivery]) -> tuple[dict[int, Delivery], list[Delivery]]:
+        wanted: dict[int, Delivery] = {}
+        drop: list[Delivery] = []
+        for delivery in deliveries:
+            try:
+                job_id = decode_notice(delivery.body)
+            except InvalidNoticeError as exc:
+                log.warning("dropping a message on queue %r that is not a notice: %s", delivery.queue, exc)
+                drop.append(delivery)
+                continue
+            if job_id in wanted or job_id in self._running:
+                drop.append(delivery)  # a duplicate of a notice this worker already holds
+            else:
+                wanted[job_id] = delivery
+        return wanted, drop
+
+    async def _settle_unclaimed(self, unclaimed: dict[int, Delivery], drop: list[Delivery]) -> None:
+        """Drop notices of jobs that are not claimable; keep those of jobs still queued."""
+        retry: list[Delivery] = []
+        if unclaimed:
+            statuses = await self.app.store.job_status_many(list(unclaimed))
+            for job_id, delivery in unclaimed.items():
+                status = statuses.get(job_id)
+                if status == "queued":
+                    retry.append(delivery)  # locked by a concurrent transaction: look again
+                else:
+                    log.info("dropping notice of job %s (%s)", job_id, status or "unknown job id")
+                    drop.append(delivery)
+        await self.app.broker.ack(drop)
+        if retry:
+            await self.app.broker.nack(retry, delay=0.1)
+
+    def _start(self, job: ClaimedJob, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._run_job(job, delivery), name=f"polyqueue-job-{job.id}")
+        self._running[job.id] = _Running(job, delivery, task)
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def _run_job(self, job: ClaimedJob, delivery: Delivery) -> None:
+        try:
+            outcome = await self._execute(job)
+        except asyncio.CancelledError:
+            await self._after_cancel(job, delivery)
+            return
+        finally:
+            self._slot_freed.set()
+        try:
+            current = await self._writer.record(outcome, delivery)
+        finally:
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+        log.info(
+            "job %s %s attempt %d: %s%s", job.id, job.name, job.attempt, outcome.status,
+            "" if current else " (fenced off: the job was taken away from this worker)",
+        )
+
+    async def _execute(self, job: ClaimedJob) -> Outcome:
+        handler = self.app.handlers.get(job.name)
+        if handler is None:
+            return self._executor.failure(job, HandlerNotFoundError(job.name, list(self.app.handlers)))
+        ctx = JobContext(
+            job_id=job.id, name=job.name, queue=job.queue, attempt=job.attempt,
+            max_attempts=job.max_attempts, headers=job.headers, worker_id=self.id,
+            _store=self.app.store,
+        )
+        log.info("job %s %s attempt %d: started", job.id, job.name, job.attempt)
+        return await self._executor.run(handler, job, ctx)
+
+    async def _after_cancel(self, job: ClaimedJob, delivery: Delivery) -> None:
+        running = self._running.pop(job.id, None)
+        reason = running.stop_reason if running else None
+        with contextlib.suppress(PolyqueueError):
+            if reason == "shutdown":
+                await self.app.store.job_release_many([(job.id, job.attempt)])
+                await self.app.broker.nack([delivery])
+                log.info("job %s given back at shutdown", job.id)
+            else:
+                await self.app.broker.ack([delivery])
+                log.info("job %s stopped: %s", job.id, reason or "cancelled")
+
+    def _on_cancel(self, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._stop_job(int(payload), "cancelled")
+
+    def _stop_job(self, job_id: int, reason: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None and running.stop_reason is None:
+            running.stop_reason = reason
+            running.task.cancel()
+
+    # -- keeping alive ------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.app.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._heartbeat()
+            except PolyqueueError as exc:
+                log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+
+    async def _heartbeat(self) -> None:
+        running = list(self._running.values())
+        if running:
+            alive = await self.app.store.job_heartbeat_many([(r.job.id, r.job.attempt) for r in running])
+            for r in running:
+                if r.job.id not in alive:
+                    self._stop_job(r.job.id, "lost")
+            deliveries = [r.delivery for r in running if r.job.id in alive]
+            with contextlib.suppress(BrokerError):
+                await self.app.broker.extend(deliveries, self.app.settings.lease_seconds)
+        await self.app.store.worker_heartbeat(self.id, len(self._running))
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def _shutdown(self, background: list[asyncio.Task[None]], writer: asyncio.Task[None]) -> None:
+        grace = self.app.settings.shutdown_grace_seconds
+        tasks = [r.task for r in self._running.values()]
+        if tasks:
+            log.info("worker %s: waiting up to %gs for %d jobs", self.id, grace, len(tasks))
+            forced = asyncio.create_task(self._forced.wait())
+            await asyncio.wait([forced, asyncio.gather(*tasks, return_exceptions=True)],
+                               timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+        for job_id in list(self._running):
+            self._stop_job(job_id, "shutdown")
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._writer.close()
+        await writer
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await self._control.close()
+        self._executor.close()
+        with contextlib.suppress(PolyqueueError):
+            await self.app.store.worker_stop(self.id)
+        log.info("worker %s stopped", self.id)

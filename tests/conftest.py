@@ -1,0 +1,72 @@
+"""Shared fixtures: an app factory on the module's fresh database (real PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from polyqueue import Polyqueue
+
+AppFactory = Callable[..., Polyqueue]
+
+FAST = {
+    "retry_backoff_base": 0.01,
+    "retry_backoff_max": 0.05,
+    "heartbeat_interval": 0.2,
+    "lease_seconds": 2.0,
+    "scheduler_interval": 0.1,
+    "shutdown_grace_seconds": 5.0,
+}
+"""Settings that keep tests quick; no assertion depends on them being met in time."""
+
+
+@pytest.fixture
+async def clean_database(polyqueue_database_url: str) -> str:
+    """The module's database with every Polyqueue table emptied."""
+    connection = await asyncpg.connect(polyqueue_database_url)
+    try:
+        await connection.execute(
+            "TRUNCATE polyqueue.jobs, polyqueue.workers, polyqueue.broker_messages"
+        )
+    finally:
+        await connection.close()
+    return polyqueue_database_url
+
+
+@pytest.fixture
+async def make_app(clean_database: str) -> AsyncIterator[AppFactory]:
+    """Build apps on the test database (not started); closes any started ones afterwards."""
+    apps: list[Polyqueue] = []
+
+    def factory(**overrides: Any) -> Polyqueue:
+        app = Polyqueue(**{"database_url": clean_database, **FAST, **overrides})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        if app._store is not None:
+            await app.close()
+
+
+@pytest.fixture
+async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test database, for arranging and inspecting rows."""
+    connection = await asyncpg.connect(clean_database)
+    yield connection
+    await connection.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Wait until `check()` is true; fail after `timeout` (a bound, not a timing assertion)."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
