@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -62,9 +64,6 @@ async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
     """Wait until `check()` is true; fail after `timeout` (a bound, not a timing assertion)."""
-    import asyncio  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:

@@ -7,8 +7,7 @@ import logging
 import signal
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -20,7 +19,6 @@ from polyqueue.exceptions import (
     ResultUnavailableError,
 )
 from polyqueue.handlers import Handler, build_handler
-from polyqueue.job import Job
 from polyqueue.listener import Listener
 from polyqueue.migrations import migrate_up
 from polyqueue.notices import notice_message
@@ -32,7 +30,10 @@ from polyqueue.store import Executor, JobStore
 from polyqueue.worker import Worker
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     from polyqueue.embedded import EmbeddedPostgres
+    from polyqueue.job import Job
 
 __all__ = ["Polyqueue"]
 
@@ -159,7 +160,7 @@ class Polyqueue:
             await asyncio.to_thread(self._embedded.stop)
         self._store = self._broker = self._producer = self._outbox = self._embedded = None
 
-    async def __aenter__(self) -> Polyqueue:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -209,8 +210,13 @@ class Polyqueue:
         means no job and no notice.
         """
         options = EnqueueOptions(
-            delay=delay, run_at=run_at, priority=priority, queue=queue,
-            idempotency_key=idempotency_key, max_attempts=max_attempts, headers=headers,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+            headers=headers,
         )
         jobs = self.producer.build(self.handler_name(handler), [payload], options)
         (job_id,) = await self.producer.insert(jobs, connection)
@@ -234,8 +240,12 @@ class Polyqueue:
         Every payload is validated first: one invalid payload enqueues nothing.
         """
         options = EnqueueOptions(
-            delay=delay, run_at=run_at, priority=priority, queue=queue,
-            max_attempts=max_attempts, headers=headers,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            queue=queue,
+            max_attempts=max_attempts,
+            headers=headers,
         )
         jobs = self.producer.build(self.handler_name(handler), payloads, options)
         return await self.producer.insert(jobs, connection) if jobs else []
@@ -247,7 +257,7 @@ class Polyqueue:
         return await self.store.job_get(job_id)
 
     async def wait_for(self, job_id: int, timeout: float | None = None) -> Job:
-        """Wait until the job succeeded, failed or was cancelled; `JobTimeoutError` after `timeout`."""
+        """Wait until the job succeeded, failed or was cancelled (`JobTimeoutError` after `timeout`)."""
         delay = 0.005
         try:
             async with asyncio.timeout(timeout):
@@ -307,7 +317,9 @@ class Polyqueue:
         broker = self.broker
         async with self.store.transaction() as connection:
             row = await self.store.job_requeue(job_id, connection)
-            message = None if row is None else notice_message(row["id"], row["queue"], row["priority"])
+            message = (
+                None if row is None else notice_message(row["id"], row["queue"], row["priority"])
+            )
             if message is not None and broker.capabilities.transactional_publish:
                 await broker.publish_in(connection, [message])
                 message = None
@@ -320,7 +332,9 @@ class Polyqueue:
 
     # -- working ------------------------------------------------------------------------------
 
-    def worker(self, *, queues: Sequence[str] | None = None, concurrency: int | None = None) -> Worker:
+    def worker(
+        self, *, queues: Sequence[str] | None = None, concurrency: int | None = None
+    ) -> Worker:
         """A worker for `queues` (default: every queue a registered handler uses)."""
         chosen = list(queues) if queues else sorted({h.queue for h in self.handlers.values()})
         return Worker(

@@ -10,13 +10,14 @@ the lease runs out, when it is delivered again. Brokers declare what they can do
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from polyqueue.exceptions import UnsupportedCapabilityError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
     from polyqueue.settings import PolyqueueSettings
 
 __all__ = ["Broker", "BrokerEnvironment", "Capabilities", "Delivery", "Message"]
@@ -121,7 +122,7 @@ class Broker(abc.ABC):
     async def publish(self, messages: Sequence[Message]) -> None:
         """Publish `messages` (any number: split into batches of `capabilities.max_batch`)."""
 
-    async def publish_in(self, connection: Any, messages: Sequence[Message]) -> None:
+    async def publish_in(self, connection: Any, messages: Sequence[Message]) -> None:  # noqa: ARG002
         """Publish inside the caller's PostgreSQL transaction on `connection`."""
         raise UnsupportedCapabilityError(
             f"broker {self.name!r} cannot publish inside a transaction", broker=self.name

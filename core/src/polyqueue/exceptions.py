@@ -27,7 +27,10 @@ Errors from asyncpg or a broker SDK are chained (`raise ... from exc`) at the bo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "BrokerError",

@@ -61,7 +61,7 @@ class Executor:
             if limit is not None and deadline.expired():
                 return self._timed_out(job, limit, exc)
             return self.failure(job, exc)
-        except Exception as exc:  # noqa: BLE001  (any handler error is an outcome)
+        except Exception as exc:
             return self.failure(job, exc)
 
     async def _call(self, handler: Handler, payload: Any, ctx: JobContext) -> Any:
@@ -88,7 +88,12 @@ class Executor:
 
 
 def _error_outcome(
-    job: ClaimedJob, status: Any, exc: BaseException, *, delay: float = 0.0, with_traceback: bool = True
+    job: ClaimedJob,
+    status: Any,
+    exc: BaseException,
+    *,
+    delay: float = 0.0,
+    with_traceback: bool = True,
 ) -> Outcome:
     text = "".join(traceback.format_exception(exc)) if with_traceback else None
     return Outcome(

@@ -138,7 +138,9 @@ def build_handler(
     )
 
 
-def _inspect_signature(function: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool, Any]:
+def _inspect_signature(
+    function: Callable[..., Any], name: str
+) -> tuple[type[BaseModel], bool, Any]:
     try:
         hints = typing.get_type_hints(function)
     except NameError as exc:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from polyqueue.backoff import Backoff
 from polyqueue.store import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Listener"]
 

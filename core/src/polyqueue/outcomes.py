@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from polyqueue.backoff import Backoff
 from polyqueue.exceptions import BrokerError, DatabaseUnavailableError, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from polyqueue.broker import Broker, Delivery
     from polyqueue.job import Outcome
     from polyqueue.store import JobStore
@@ -81,7 +82,7 @@ class OutcomeWriter:
                 log.warning("database unavailable, retrying %d outcomes: %s", len(outcomes), exc)
                 await backoff.sleep()
                 continue
-            for job_id, run_at in rows.items():
+            for run_at in rows.values():
                 if run_at is not None:
                     self._on_scheduled(run_at)
             return set(rows)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
 
 from polyqueue.exceptions import HandlerNotFoundError, PolyqueueError
 from polyqueue.job import NewJob
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from pydantic import BaseModel
+
     from polyqueue.broker import Broker, Message
     from polyqueue.handlers import Handler
     from polyqueue.settings import PolyqueueSettings
@@ -125,7 +126,10 @@ class Producer:
         if messages and self._broker.capabilities.transactional_publish:
             await self._broker.publish_in(connection, messages)
         elif messages:
-            rows = [[m.queue, m.priority, row.id] for m, row in zip(messages, _created(inserted), strict=True)]
+            rows = [
+                [m.queue, m.priority, row.id]
+                for m, row in zip(messages, _created(inserted), strict=True)
+            ]
             for start in range(0, len(rows), _NOTIFY_CHUNK):
                 payload = json.dumps(rows[start : start + _NOTIFY_CHUNK])
                 await self._store.notify(self.outbox_channel, payload, connection)
@@ -142,7 +146,10 @@ class Producer:
 
     async def relay_outbox(self, payload: str) -> None:
         """Publish the notices of jobs committed in a caller's transaction."""
-        messages = [notice_message(job_id, queue, priority) for queue, priority, job_id in json.loads(payload)]
+        messages = [
+            notice_message(job_id, queue, priority)
+            for queue, priority, job_id in json.loads(payload)
+        ]
         await self._publish_after_commit(messages)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -17,6 +15,9 @@ from polyqueue.job import ClaimedJob, Job, NewJob, Outcome
 from polyqueue.sql import load_queries
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+    from datetime import datetime
+
     from asyncpg import Connection, Record
 
 __all__ = ["CONNECTION_ERRORS", "Executor", "InsertedJob", "JobStore", "describe_url"]
@@ -61,7 +62,7 @@ class InsertedJob:
 
     __slots__ = ("created", "id", "priority", "queue", "status")
 
-    def __init__(self, row: Record) -> None:
+    def __init__(self, row: Mapping[str, Any]) -> None:
         self.id: int = row["id"]
         self.created: bool = row["created"]
         self.status: str = row["status"]
@@ -122,27 +123,26 @@ class JobStore:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    async def job_insert_many(self, jobs: Sequence[NewJob], executor: Executor) -> list[InsertedJob]:
+    async def job_insert_many(
+        self, jobs: Sequence[NewJob], executor: Executor
+    ) -> list[InsertedJob]:
         """Insert `jobs` on `executor`; ids come back in input order."""
-        columns = _columns(jobs)
         with translate_errors("enqueue"):
-            rows = await executor.fetch(self._sql["job_insert_many"], *columns)
-        inserted = [InsertedJob(row) for row in rows]
-        if any(job.id is None for job in inserted):
-            await self._resolve_racing_keys(inserted, jobs, executor)
-        return inserted
-
-    async def _resolve_racing_keys(
-        self, inserted: list[InsertedJob], jobs: Sequence[NewJob], executor: Executor
-    ) -> None:
-        missing = [job.idempotency_key for job, row in zip(jobs, inserted, strict=True) if row.id is None]
-        with translate_errors("enqueue"):
-            rows = await executor.fetch(self._sql["job_ids_by_keys"], missing)
-        by_key = {row["idempotency_key"]: row for row in rows}
-        for job, row in zip(jobs, inserted, strict=True):
-            if row.id is None:
-                row.id = by_key[job.idempotency_key]["id"]
-                row.status = by_key[job.idempotency_key]["status"]
+            rows = [
+                dict(row)
+                for row in await executor.fetch(self._sql["job_insert_many"], *_columns(jobs))
+            ]
+            racing = [row["idempotency_key"] for row in rows if row["id"] is None]
+            if racing:  # keys taken by transactions that committed after this one began
+                taken = await executor.fetch(self._sql["job_ids_by_keys"], racing)
+                by_key = {row["idempotency_key"]: row for row in taken}
+                for row in rows:
+                    if row["id"] is None:
+                        row.update(
+                            id=by_key[row["idempotency_key"]]["id"],
+                            status=by_key[row["idempotency_key"]]["status"],
+                        )
+        return [InsertedJob(row) for row in rows]
 
     async def job_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
         """The ids of the jobs holding these idempotency keys."""
@@ -175,9 +175,7 @@ class JobStore:
         )
         with translate_errors("record outcomes"):
             rows = await self.pool.fetch(self._sql["job_complete_many"], *columns)
-        return {
-            row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows
-        }
+        return {row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows}
 
     async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
         """Give running attempts `(job_id, attempt)` back to the queue; return those released."""

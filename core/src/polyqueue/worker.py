@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import Backoff
 from polyqueue.context import JobContext
@@ -86,7 +86,9 @@ class Worker:
             self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
         )
         await self._control.start()
-        log.info("worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency)
+        log.info(
+            "worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency
+        )
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="polyqueue-heartbeat"),
             asyncio.create_task(self._scheduler.run(), name="polyqueue-scheduler"),
@@ -137,19 +139,25 @@ class Worker:
         wanted, drop = self._sort_deliveries(deliveries)
         claimed = []
         if wanted:
-            claimed = await self.app.store.job_claim_many(list(wanted), self.id, TIMEOUT_GRACE_SECONDS)
+            claimed = await self.app.store.job_claim_many(
+                list(wanted), self.id, TIMEOUT_GRACE_SECONDS
+            )
         for job in claimed:
             self._start(job, wanted.pop(job.id))
         await self._settle_unclaimed(wanted, drop)
 
-    def _sort_deliveries(self, deliveries: list[Delivery]) -> tuple[dict[int, Delivery], list[Delivery]]:
+    def _sort_deliveries(
+        self, deliveries: list[Delivery]
+    ) -> tuple[dict[int, Delivery], list[Delivery]]:
         wanted: dict[int, Delivery] = {}
         drop: list[Delivery] = []
         for delivery in deliveries:
             try:
                 job_id = decode_notice(delivery.body)
             except InvalidNoticeError as exc:
-                log.warning("dropping a message on queue %r that is not a notice: %s", delivery.queue, exc)
+                log.warning(
+                    "dropping a message on queue %r that is not a notice: %s", delivery.queue, exc
+                )
                 drop.append(delivery)
                 continue
             if job_id in wanted or job_id in self._running:
@@ -194,17 +202,28 @@ class Worker:
             self._running.pop(job.id, None)
             self._slot_freed.set()
         log.info(
-            "job %s %s attempt %d: %s%s", job.id, job.name, job.attempt, outcome.status,
+            "job %s %s attempt %d: %s%s",
+            job.id,
+            job.name,
+            job.attempt,
+            outcome.status,
             "" if current else " (fenced off: the job was taken away from this worker)",
         )
 
     async def _execute(self, job: ClaimedJob) -> Outcome:
         handler = self.app.handlers.get(job.name)
         if handler is None:
-            return self._executor.failure(job, HandlerNotFoundError(job.name, list(self.app.handlers)))
+            return self._executor.failure(
+                job, HandlerNotFoundError(job.name, list(self.app.handlers))
+            )
         ctx = JobContext(
-            job_id=job.id, name=job.name, queue=job.queue, attempt=job.attempt,
-            max_attempts=job.max_attempts, headers=job.headers, worker_id=self.id,
+            job_id=job.id,
+            name=job.name,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            headers=job.headers,
+            worker_id=self.id,
             _store=self.app.store,
         )
         log.info("job %s %s attempt %d: started", job.id, job.name, job.attempt)
@@ -246,7 +265,9 @@ class Worker:
     async def _heartbeat(self) -> None:
         running = list(self._running.values())
         if running:
-            alive = await self.app.store.job_heartbeat_many([(r.job.id, r.job.attempt) for r in running])
+            alive = await self.app.store.job_heartbeat_many(
+                [(r.job.id, r.job.attempt) for r in running]
+            )
             for r in running:
                 if r.job.id not in alive:
                     self._stop_job(r.job.id, "lost")
@@ -257,14 +278,18 @@ class Worker:
 
     # -- stopping -----------------------------------------------------------------------------
 
-    async def _shutdown(self, background: list[asyncio.Task[None]], writer: asyncio.Task[None]) -> None:
+    async def _shutdown(
+        self, background: list[asyncio.Task[None]], writer: asyncio.Task[None]
+    ) -> None:
         grace = self.app.settings.shutdown_grace_seconds
         tasks = [r.task for r in self._running.values()]
         if tasks:
             log.info("worker %s: waiting up to %gs for %d jobs", self.id, grace, len(tasks))
             forced = asyncio.create_task(self._forced.wait())
-            await asyncio.wait([forced, asyncio.gather(*tasks, return_exceptions=True)],
-                               timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            finished: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(
+                {forced, finished}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
             forced.cancel()
         for job_id in list(self._running):
             self._stop_job(job_id, "shutdown")

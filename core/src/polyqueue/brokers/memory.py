@@ -7,11 +7,13 @@ import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from polyqueue.broker import Broker, Capabilities, Delivery, Message
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["InProcessBroker"]
 
@@ -76,7 +78,9 @@ class InProcessBroker(Broker):
             entry = (-stored.priority, next(self._sequence), message_id, stored.version)
             heapq.heappush(queue.ready, entry)
         else:
-            heapq.heappush(queue.waiting, (available_at, next(self._sequence), message_id, stored.version))
+            heapq.heappush(
+                queue.waiting, (available_at, next(self._sequence), message_id, stored.version)
+            )
 
     async def receive(
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
@@ -120,7 +124,11 @@ class InProcessBroker(Broker):
                 heapq.heappush(queue.ready, (-stored.priority, sequence, message_id, version))
 
     def _next_due(self, queues: Sequence[str]) -> float:
-        heads = [self._queues[q].waiting[0][0] for q in queues if q in self._queues and self._queues[q].waiting]
+        heads = [
+            self._queues[q].waiting[0][0]
+            for q in queues
+            if q in self._queues and self._queues[q].waiting
+        ]
         return min(heads, default=float("inf"))
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

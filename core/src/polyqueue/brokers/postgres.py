@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import asyncpg
 
@@ -15,6 +14,9 @@ from polyqueue.exceptions import BrokerError, BrokerUnavailableError
 from polyqueue.listener import Listener
 from polyqueue.sql import load_queries
 from polyqueue.store import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["PostgresBroker"]
 
@@ -69,7 +71,9 @@ class PostgresBroker(Broker):
         """Insert the messages in one statement per 1000."""
         with self._translate():
             for chunk in _chunks(messages, self.capabilities.max_batch):
-                await self._require_pool().execute(self._sql["message_send_many"], *self._rows(chunk))
+                await self._require_pool().execute(
+                    self._sql["message_send_many"], *self._rows(chunk)
+                )
 
     async def publish_in(self, connection: Any, messages: Sequence[Message]) -> None:
         """Insert the messages on `connection`: they exist if and only if it commits."""
@@ -98,6 +102,7 @@ class PostgresBroker(Broker):
                     self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
                 )
             if rows:
+                rows.sort(key=lambda row: (-row["priority"], row["id"]))
                 return [self._delivery(row) for row in rows]
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -14,7 +14,8 @@ WITH sent AS (
 SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM sent) AS queues;
 
 -- name: message_receive :many
--- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority first.
+-- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority first
+-- (RETURNING does not keep the subquery's order: the caller sorts by priority, then id).
 UPDATE {schema}.broker_messages AS m
 SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries + 1
 WHERE m.id IN (
@@ -24,7 +25,7 @@ WHERE m.id IN (
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
-RETURNING m.id, m.queue, m.body, m.deliveries;
+RETURNING m.id, m.queue, m.body, m.deliveries, m.priority;
 
 -- name: message_delete_many :exec
 -- Delete delivered messages; a receipt whose delivery was superseded deletes nothing.

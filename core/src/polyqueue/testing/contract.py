@@ -145,9 +145,11 @@ class BrokerContract:
         if not broker.capabilities.priority:
             pytest.skip(f"broker {broker.name!r} does not declare priority")
         queue = _queue()
-        await broker.publish([Message(queue, b"low", priority=0), Message(queue, b"high", priority=9)])
+        await broker.publish(
+            [Message(queue, b"low", priority=0), Message(queue, b"high", priority=9)]
+        )
         got = await receive_until(broker, [queue], 2)
-        assert [d.body for d in got][0] == b"high"
+        assert got[0].body == b"high"
         await broker.ack(got)
 
     async def test_close_while_receiving_returns(self, broker: Broker) -> None:

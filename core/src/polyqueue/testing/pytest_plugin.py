@@ -62,6 +62,8 @@ def polyqueue_database_url(
 ) -> Iterator[str]:
     """The URL of a fresh, migrated database for one test module."""
     name = f"pq_{uuid.uuid4().hex[:12]}"
-    url = asyncio.run(create_database(polyqueue_postgres, name, template=polyqueue_template_database))
+    url = asyncio.run(
+        create_database(polyqueue_postgres, name, template=polyqueue_template_database)
+    )
     yield url
     asyncio.run(drop_database(polyqueue_postgres, name))

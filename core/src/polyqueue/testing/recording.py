@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from polyqueue.broker import Broker, Capabilities, Delivery, Message
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["RecordingBroker"]
 
@@ -40,7 +42,9 @@ class RecordingBroker(Broker):
     async def receive(
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
-        deliveries = await self.inner.receive(queues, max_messages=max_messages, wait_seconds=wait_seconds)
+        deliveries = await self.inner.receive(
+            queues, max_messages=max_messages, wait_seconds=wait_seconds
+        )
         return [Delivery(self, d.queue, d.body, d) for d in deliveries]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
