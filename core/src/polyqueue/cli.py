@@ -1,0 +1,148 @@
+"""The `polyqueue` command line: `demo`, `migrate` and `worker APP` (more groups slot in).
+
+Every command reports a `PolyqueueError` as one `error: ...` line on stderr with exit code 1
+(2 for an APP argument that names no app), never as a traceback. Commands whose output is
+data take `--json`. A new command or group is added with `cli.add_command(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from polyqueue.demo import run_demo
+from polyqueue.exceptions import PolyqueueError
+from polyqueue.loading import AppImportError, database_url, load_app
+from polyqueue.migrations import migrate_up
+from polyqueue.runner import main as run_app
+from polyqueue.settings import load_settings
+from polyqueue.sql import load_migrations
+from polyqueue.store import JobStore
+
+if TYPE_CHECKING:
+    from polyqueue.settings import PolyqueueSettings
+
+__all__ = ["cli", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class PolyqueueGroup(click.Group):
+    """A click group that turns Polyqueue errors from any subcommand into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; report `PolyqueueError` as `error: ...` and exit."""
+        try:
+            return super().invoke(ctx)
+        except AppImportError as exc:
+            _fail(exc, EXIT_USAGE)
+        except PolyqueueError as exc:
+            _fail(exc, EXIT_ERROR)
+
+
+def _fail(exc: PolyqueueError, code: int) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+@click.group(cls=PolyqueueGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="polyqueue")
+def cli() -> None:
+    """Polyqueue: PostgreSQL is the truth, brokers are doorbells.
+
+    Settings come from POLYQUEUE_* environment variables; without POLYQUEUE_DATABASE_URL an
+    embedded PostgreSQL is started in ./.polyqueue (needs `polyqueue[embedded]`).
+    """
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--backend",
+    default=None,
+    metavar="NAME",
+    help="Broker: postgres, none (in-process) or a plugin's. Default: POLYQUEUE_QUEUE_BACKEND.",
+)
+def demo(jobs: int, concurrency: int, backend: str | None) -> None:
+    """Enqueue a few hundred typed jobs and run them with a worker in this process."""
+    asyncio.run(run_demo(jobs, concurrency, backend or load_settings().queue_backend))
+
+
+# -- migrate ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--schema", default=None, help="Schema to migrate. Default: POLYQUEUE_SCHEMA.")
+@click.option("--json", "as_json", is_flag=True, help="Print {schema, applied} as JSON.")
+def migrate(schema: str | None, as_json: bool) -> None:
+    """Apply the migrations the database has not seen yet (safe to run again)."""
+    settings = load_settings(**({"schema_name": schema} if schema else {}))
+    versions = asyncio.run(_migrate(settings))
+    names = {m.version: f"{m.version:04d}_{m.name}" for m in load_migrations(settings.schema_name)}
+    applied = [names[version] for version in versions]
+    _report_migrations(settings.schema_name, applied, as_json)
+
+
+def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"schema": schema, "applied": applied}))
+        return
+    if not applied:
+        click.echo(f"schema {schema!r} is already up to date")
+    for name in applied:
+        click.echo(f"applied {name} to schema {schema!r}")
+
+
+async def _migrate(settings: PolyqueueSettings) -> list[int]:
+    async with database_url(settings) as url:
+        store = JobStore(
+            url, settings.schema_name, pool_size=2, connect_timeout=settings.connect_timeout
+        )
+        await store.open()
+        try:
+            async with store.pool.acquire() as connection:
+                return await migrate_up(connection, settings.schema_name)
+        finally:
+            await store.close()
+
+
+# -- worker -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("app_spec", metavar="APP")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="QUEUE",
+    help="Queue to consume (repeatable). Default: every queue of a registered handler.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs at once.")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def worker(app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_level: str) -> None:
+    """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT."""
+    app = load_app(app_spec)
+    run_app(app, queues=list(queues) or None, concurrency=concurrency, log_level=log_level.upper())
+
+
+def main() -> None:
+    """The `polyqueue` console script."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Settings from POLYQUEUE_* variables, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyqueue import ConfigurationError, Polyqueue, UnknownPluginError
+from polyqueue.settings import load_settings
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_DATABASE_URL", "postgresql://db.example/jobs")
+    monkeypatch.setenv("POLYQUEUE_QUEUE_BACKEND", "none")
+    monkeypatch.setenv("POLYQUEUE_SCHEMA", "jobs_v2")
+    monkeypatch.setenv("POLYQUEUE_CONCURRENCY", "32")
+    settings = load_settings()
+    assert settings.database_url == "postgresql://db.example/jobs"
+    assert settings.queue_backend == "none"
+    assert settings.schema_name == "jobs_v2"
+    assert settings.concurrency == 32
+
+
+def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_CONCURRENCY", "32")
+    assert load_settings(concurrency=4).concurrency == 4
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("POLYQUEUE_CONCURRENCY", "many", "POLYQUEUE_CONCURRENCY: Input should be a valid integer"),
+        ("POLYQUEUE_CONCURRENCY", "0", "POLYQUEUE_CONCURRENCY: Input should be greater than or equal to 1"),
+        ("POLYQUEUE_SCHEMA", "Robert'); DROP", "POLYQUEUE_SCHEMA: Value error"),
+        ("POLYQUEUE_DATABASE_URL", "mysql://x", "POLYQUEUE_DATABASE_URL: Value error, must be a postgresql://"),
+        ("POLYQUEUE_DEFAULT_TIMEOUT_STRATEGY", "panic", "POLYQUEUE_DEFAULT_TIMEOUT_STRATEGY"),
+        ("POLYQUEUE_MAX_PAYLOAD_BYTES", "-1", "POLYQUEUE_MAX_PAYLOAD_BYTES"),
+    ],
+)
+def test_a_bad_variable_is_named_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as caught:
+        Polyqueue()
+    assert message in str(caught.value)
+
+
+def test_a_bad_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_DATABASE_URL", "mysql://user:hunter2@db/x")
+    with pytest.raises(ConfigurationError) as caught:
+        Polyqueue()
+    assert "POLYQUEUE_DATABASE_URL" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_an_unknown_backend_lists_the_available_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_QUEUE_BACKEND", "rabbit")
+    with pytest.raises(UnknownPluginError, match=r"'rabbit'; available: none, postgres"):
+        Polyqueue()
