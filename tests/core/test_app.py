@@ -113,7 +113,9 @@ async def test_cancel_a_running_job_stops_its_handler(app: Polyqueue) -> None:
     assert job.status is JobStatus.CANCELLED
     workers = app.store.pool
     # The worker let go of the job: nothing is left running under its id.
-    assert await workers.fetchval("SELECT count(*) FROM polyqueue.jobs WHERE status = 'running'") == 0
+    assert (
+        await workers.fetchval("SELECT count(*) FROM polyqueue.jobs WHERE status = 'running'") == 0
+    )
 
 
 async def test_requeue_a_failed_job_gives_fresh_attempts(app: Polyqueue) -> None:
@@ -128,7 +130,9 @@ async def test_requeue_a_failed_job_gives_fresh_attempts(app: Polyqueue) -> None
 async def test_an_unreachable_database_fails_fast_with_a_clear_error() -> None:
     app = Polyqueue(database_url="postgresql://me:s3cret@127.0.0.1:1/nowhere", connect_timeout=3)
     started = time.monotonic()
-    with pytest.raises(DatabaseUnavailableError, match=r"cannot connect to postgresql://me@127\.0\.0\.1:1/nowhere") as caught:
+    with pytest.raises(
+        DatabaseUnavailableError, match=r"cannot connect to postgresql://me@127\.0\.0\.1:1/nowhere"
+    ) as caught:
         await app.start()
     assert "s3cret" not in str(caught.value)
     assert time.monotonic() - started < 30  # a bound against hanging, not a speed test

@@ -60,9 +60,13 @@ async def test_enqueue_by_function_with_a_dict_and_queue_override(app: Polyqueue
 
 
 async def test_delay_and_run_at_schedule_the_job(app: Polyqueue) -> None:
-    delayed = await app.get_job(await app.enqueue("images.resize", {"url": "u", "width": 1}, delay=60))
+    delayed = await app.get_job(
+        await app.enqueue("images.resize", {"url": "u", "width": 1}, delay=60)
+    )
     later = datetime.now(UTC) + timedelta(hours=1)
-    at = await app.get_job(await app.enqueue("images.resize", {"url": "u", "width": 1}, run_at=later))
+    at = await app.get_job(
+        await app.enqueue("images.resize", {"url": "u", "width": 1}, run_at=later)
+    )
     assert delayed.status is at.status is JobStatus.SCHEDULED
     assert delayed.run_at > datetime.now(UTC) + timedelta(seconds=50)
     assert abs((at.run_at - later).total_seconds()) < 0.001
@@ -155,7 +159,9 @@ async def test_oversized_payload_is_refused_with_the_limit(make_app, db) -> None
 
 async def test_delay_and_run_at_together_are_refused(app: Polyqueue) -> None:
     with pytest.raises(ValueError, match="either delay or run_at"):
-        await app.enqueue("images.resize", {"url": "u", "width": 1}, delay=1, run_at=datetime.now(UTC))
+        await app.enqueue(
+            "images.resize", {"url": "u", "width": 1}, delay=1, run_at=datetime.now(UTC)
+        )
 
 
 async def test_naive_run_at_is_refused(app: Polyqueue) -> None:

@@ -94,7 +94,9 @@ async def status_of(db: asyncpg.Connection, job_id: int) -> str:
     return status
 
 
-async def attempt(store: JobStore, db: asyncpg.Connection, name: str, job_id: int, target: str) -> None:
+async def attempt(
+    store: JobStore, db: asyncpg.Connection, name: str, job_id: int, target: str
+) -> None:
     """Run the status-changing store operation `name` against `job_id`."""
     if name == "job_claim_many":
         await store.job_claim_many([job_id], "w", 0)
