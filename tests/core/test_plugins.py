@@ -26,7 +26,9 @@ def test_a_plugin_broker_is_selected_by_name() -> None:
         def polyqueue_register_brokers(self) -> list[type[InProcessBroker]]:
             return [FakeBroker]
 
-    app = Polyqueue(database_url="postgresql://localhost/x", queue_backend="fake", plugins=[Plugin()])
+    app = Polyqueue(
+        database_url="postgresql://localhost/x", queue_backend="fake", plugins=[Plugin()]
+    )
     assert app.broker_class is FakeBroker
 
 

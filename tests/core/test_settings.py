@@ -29,9 +29,17 @@ def test_keyword_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPa
     ("variable", "value", "message"),
     [
         ("POLYQUEUE_CONCURRENCY", "many", "POLYQUEUE_CONCURRENCY: Input should be a valid integer"),
-        ("POLYQUEUE_CONCURRENCY", "0", "POLYQUEUE_CONCURRENCY: Input should be greater than or equal to 1"),
+        (
+            "POLYQUEUE_CONCURRENCY",
+            "0",
+            "POLYQUEUE_CONCURRENCY: Input should be greater than or equal to 1",
+        ),
         ("POLYQUEUE_SCHEMA", "Robert'); DROP", "POLYQUEUE_SCHEMA: Value error"),
-        ("POLYQUEUE_DATABASE_URL", "mysql://x", "POLYQUEUE_DATABASE_URL: Value error, must be a postgresql://"),
+        (
+            "POLYQUEUE_DATABASE_URL",
+            "mysql://x",
+            "POLYQUEUE_DATABASE_URL: Value error, must be a postgresql://",
+        ),
         ("POLYQUEUE_DEFAULT_TIMEOUT_STRATEGY", "panic", "POLYQUEUE_DEFAULT_TIMEOUT_STRATEGY"),
         ("POLYQUEUE_MAX_PAYLOAD_BYTES", "-1", "POLYQUEUE_MAX_PAYLOAD_BYTES"),
     ],

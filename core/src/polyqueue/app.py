@@ -257,7 +257,7 @@ class Polyqueue:
         return await self.store.job_get(job_id)
 
     async def wait_for(self, job_id: int, timeout: float | None = None) -> Job:
-        """Wait until the job succeeded, failed or was cancelled (`JobTimeoutError` after `timeout`)."""
+        """Wait until the job is succeeded, failed or cancelled; give up after `timeout` s."""
         delay = 0.005
         try:
             async with asyncio.timeout(timeout):
