@@ -152,3 +152,57 @@ def test_a_bad_timeout_strategy_is_refused_at_registration() -> None:
 
         @app.register("bad", timeout_strategy="explode")  # type: ignore[arg-type]
         async def bad(payload: Numbers) -> None: ...
+
+
+class Measure(BaseModel):
+    value: float
+    label: str = ""
+
+
+async def test_results_json_cannot_store_fail_the_job_and_the_worker_lives(make_app) -> None:
+    app = make_app()
+
+    @app.register("nan")
+    async def nan(payload: Measure) -> float:
+        return float("nan")
+
+    @app.register("nul")
+    async def nul(payload: Measure) -> str:
+        return "a\x00b"
+
+    @app.register("nul_error", max_attempts=1)
+    async def nul_error(payload: Measure) -> None:
+        raise RuntimeError("bad \x00 byte")
+
+    @app.register("ok")
+    async def ok(payload: Measure) -> float:
+        return payload.value
+
+    async with app:
+        worker = app.worker()
+        task = asyncio.create_task(worker.run())
+        ids = {
+            name: await app.enqueue(name, {"value": 1.5})
+            for name in ("nan", "nul", "nul_error", "ok")
+        }
+        jobs = {name: await app.wait_for(job_id, timeout=30) for name, job_id in ids.items()}
+        worker.stop()
+        await task
+    assert jobs["nan"].status is JobStatus.FAILED
+    assert "NaN" in jobs["nan"].error.message
+    assert jobs["nul"].status is JobStatus.FAILED
+    assert "NUL" in jobs["nul"].error.message
+    assert jobs["nul_error"].status is JobStatus.FAILED
+    assert jobs["nul_error"].error.message == "bad \\x00 byte"
+    assert jobs["ok"].status is JobStatus.SUCCEEDED
+
+
+async def test_payloads_jsonb_cannot_store_are_refused_at_enqueue(app: Polyqueue) -> None:
+    from polyqueue import SerializationError  # noqa: PLC0415
+
+    app.register("measure")(_measure)
+    with pytest.raises(SerializationError, match="NUL"):
+        await app.enqueue("measure", {"value": 1, "label": "a\x00"})
+
+
+async def _measure(payload: Measure) -> None: ...

@@ -65,3 +65,21 @@ def test_an_unknown_backend_lists_the_available_ones(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("POLYQUEUE_QUEUE_BACKEND", "rabbit")
     with pytest.raises(UnknownPluginError, match=r"'rabbit'; available: none, postgres"):
         Polyqueue()
+
+
+def test_the_schema_variable_is_named_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_SCHEMA", "Bad Name")
+    with pytest.raises(ConfigurationError, match=r"^invalid settings: POLYQUEUE_SCHEMA: "):
+        load_settings()
+
+
+def test_an_unprefixed_variable_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEMA_NAME", "evil")
+    monkeypatch.setenv("CONCURRENCY", "99")
+    settings = load_settings()
+    assert (settings.schema_name, settings.concurrency) == ("polyqueue", 10)
+
+
+def test_a_misspelt_keyword_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown setting\(s\): databse_url"):
+        Polyqueue(databse_url="postgresql://localhost/x")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from polyqueue.broker import Broker, BrokerEnvironment
 from polyqueue.exceptions import (
+    ConfigurationError,
     HandlerNotFoundError,
     JobNotFoundError,
     JobTimeoutError,
@@ -22,8 +23,9 @@ from polyqueue.handlers import Handler, build_handler
 from polyqueue.listener import Listener
 from polyqueue.migrations import migrate_up
 from polyqueue.notices import notice_message
-from polyqueue.plugins import create_plugin_manager, select_broker
+from polyqueue.plugins import check_hookimpls, create_plugin_manager, select_broker
 from polyqueue.producer import EnqueueOptions, Producer
+from polyqueue.publisher import NoticePublisher
 from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
 from polyqueue.status import FINISHED, JobStatus
 from polyqueue.store import Executor, JobStore
@@ -69,10 +71,17 @@ class Polyqueue:
         self._store: JobStore | None = None
         self._broker: Broker | None = None
         self._producer: Producer | None = None
+        self._publisher: NoticePublisher | None = None
+        self._relays: set[asyncio.Task[None]] = set()
         self._outbox: Listener | None = None
         self._embedded: EmbeddedPostgres | None = None
         self.database_url = self.settings.database_url or ""
         self.cancel_channel = f"{self.settings.schema_name}_cancel"
+
+    def add_plugin(self, plugin: object) -> None:
+        """Register a plugin object (metrics, middleware...) after construction."""
+        self.plugin_manager.register(plugin)
+        check_hookimpls(self.plugin_manager)
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -91,7 +100,7 @@ class Polyqueue:
         def decorate(function: F) -> F:
             handler_name = name or f"{function.__module__}.{function.__qualname__}"
             if handler_name in self.handlers:
-                raise ValueError(f"a handler is already registered as {handler_name!r}")
+                raise ConfigurationError(f"a handler is already registered as {handler_name!r}")
             self.handlers[handler_name] = build_handler(
                 function,
                 name=handler_name,
@@ -133,8 +142,16 @@ class Polyqueue:
         environment = BrokerEnvironment(settings, self.database_url, settings.schema_name)
         self._broker = self.broker_class.from_environment(environment)
         await self._broker.start()
+        self._publisher = NoticePublisher(self._broker)
         outbox = f"pq_outbox_{uuid.uuid4().hex[:16]}"
-        self._producer = Producer(store, self._broker, self.handlers, settings, outbox)
+        self._producer = Producer(
+            store,
+            self._broker,
+            self._publisher,
+            handlers=self.handlers,
+            settings=settings,
+            outbox_channel=outbox,
+        )
         if not self._broker.capabilities.transactional_publish:
             self._outbox = Listener(self.database_url, [outbox], self._relay)
             await self._outbox.start()
@@ -146,12 +163,18 @@ class Polyqueue:
         return await asyncio.to_thread(self._embedded.start)
 
     def _relay(self, _channel: str, payload: str) -> None:
-        asyncio.get_running_loop().create_task(self.producer.relay_outbox(payload))
+        task = asyncio.get_running_loop().create_task(self.producer.relay_outbox(payload))
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
 
     async def close(self) -> None:
         """Close the broker, the store and the embedded server this app started."""
         if self._outbox is not None:
             await self._outbox.close()
+        if self._relays:
+            await asyncio.gather(*self._relays, return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher.close()
         if self._broker is not None:
             await self._broker.close()
         if self._store is not None:
@@ -159,6 +182,7 @@ class Polyqueue:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
         self._store = self._broker = self._producer = self._outbox = self._embedded = None
+        self._publisher = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -180,6 +204,13 @@ class Polyqueue:
         if self._broker is None:
             raise RuntimeError("the app is not started: use `async with app:`")
         return self._broker
+
+    @property
+    def publisher(self) -> NoticePublisher:
+        """Publishes notices of committed jobs, retrying while the broker is down."""
+        if self._publisher is None:
+            raise RuntimeError("the app is not started: use `async with app:`")
+        return self._publisher
 
     @property
     def producer(self) -> Producer:
@@ -327,7 +358,7 @@ class Polyqueue:
             await self.get_job(job_id)
             return False
         if message is not None:
-            await broker.publish([message])
+            await self.publisher.publish([message])
         return True
 
     # -- working ------------------------------------------------------------------------------

@@ -101,7 +101,12 @@ def _error_outcome(
         job.attempt,
         status,
         error_type=type(exc).__qualname__,
-        error_message=str(exc),
-        error_traceback=text,
+        error_message=_storable_text(str(exc)),
+        error_traceback=None if text is None else _storable_text(text),
         delay=delay,
     )
+
+
+def _storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters: show them escaped instead."""
+    return text.replace("\x00", "\\x00")

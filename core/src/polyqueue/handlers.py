@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Handler:
         """Validate `payload` against the model; return its JSON (at most `limit` bytes)."""
         model = self._validate(payload)
         encoded = model.model_dump_json()
+        check_storable(encoded, f"payload for {self.name!r}")
         check_size(self.name, encoded, limit)
         return encoded
 
@@ -97,11 +99,28 @@ def check_size(name: str, encoded: str, limit: int) -> None:
 def encode_result(value: Any) -> str:
     """A handler's return value as JSON; `SerializationError` if it cannot be."""
     try:
-        return pydantic_core.to_json(value).decode()
+        encoded = pydantic_core.to_json(value).decode()
     except pydantic_core.PydanticSerializationError as exc:
         raise SerializationError(
             f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
         ) from exc
+    check_storable(encoded, "return value")
+    return encoded
+
+
+def check_storable(encoded: str, what: str) -> None:
+    """Refuse JSON that PostgreSQL's JSONB rejects: NaN/Infinity and the NUL character."""
+    if "\\u0000" in encoded:
+        raise SerializationError(f"{what} contains a NUL character, which JSONB cannot store")
+    if "NaN" in encoded or "Infinity" in encoded:
+        try:
+            json.loads(encoded, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise SerializationError(f"{what} contains {exc}, which JSON cannot store") from exc
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(name)
 
 
 def build_handler(

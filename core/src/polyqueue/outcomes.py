@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from polyqueue.backoff import Backoff
@@ -61,17 +62,37 @@ class OutcomeWriter:
         self._ready.set()
 
     async def _write(self, batch: list[_Pending]) -> None:
-        outcomes = [outcome for outcome, _, _ in batch]
         try:
-            current = await self._write_until_stored(outcomes)
+            current = await self._write_until_stored([outcome for outcome, _, _ in batch])
         except StoreError as exc:
-            log.exception("recording %d outcomes failed", len(batch))
-            for _, _, future in batch:
-                future.set_exception(exc)
-            return
+            if len(batch) > 1:  # one bad outcome must not hold back the others
+                for pending in batch:
+                    await self._write([pending])
+                return
+            current = await self._write_replacement(batch[0], exc)
         await self._ack([delivery for _, delivery, _ in batch])
         for outcome, _, future in batch:
-            future.set_result(outcome.job_id in current)
+            if not future.done():
+                future.set_result(outcome.job_id in current)
+
+    async def _write_replacement(self, pending: _Pending, error: StoreError) -> set[int]:
+        """Fail the job with the reason its outcome was refused, so it cannot stay running."""
+        outcome, _, future = pending
+        log.error("job %s: outcome refused by the database: %s", outcome.job_id, error)
+        failed = replace(
+            outcome,
+            status="failed",
+            result=None,
+            error_type="OutcomeRefusedError",
+            error_message=f"the outcome could not be stored: {error}".replace("\x00", ""),
+            error_traceback=None,
+        )
+        try:
+            return await self._write_until_stored([failed])
+        except StoreError as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return set()
 
     async def _write_until_stored(self, outcomes: list[Outcome]) -> set[int]:
         backoff = Backoff(base=0.05, cap=2.0)

@@ -13,7 +13,13 @@ from polyqueue.exceptions import ConfigurationError, UnknownPluginError
 if TYPE_CHECKING:
     from polyqueue.broker import Broker
 
-__all__ = ["ENTRY_POINT_GROUP", "broker_classes", "create_plugin_manager", "select_broker"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "broker_classes",
+    "check_hookimpls",
+    "create_plugin_manager",
+    "select_broker",
+]
 
 ENTRY_POINT_GROUP = "polyqueue"
 DEFAULT_PLUGINS = ("polyqueue.builtins",)
@@ -28,9 +34,14 @@ def create_plugin_manager(*extra: object) -> pluggy.PluginManager:
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in extra:
         manager.register(plugin)
+    check_hookimpls(manager)
+    return manager
+
+
+def check_hookimpls(manager: pluggy.PluginManager) -> None:
+    """Refuse `async def` hookimpls and hookimpls of unknown hooks."""
     _reject_coroutine_hookimpls(manager)
     manager.check_pending()
-    return manager
 
 
 def _reject_coroutine_hookimpls(manager: pluggy.PluginManager) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from polyqueue.exceptions import HandlerNotFoundError, PolyqueueError
+from polyqueue.exceptions import HandlerNotFoundError
 from polyqueue.job import NewJob
 from polyqueue.notices import notice_message
 
@@ -18,12 +17,11 @@ if TYPE_CHECKING:
 
     from polyqueue.broker import Broker, Message
     from polyqueue.handlers import Handler
+    from polyqueue.publisher import NoticePublisher
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.store import Executor, InsertedJob, JobStore
 
 __all__ = ["EnqueueOptions", "Producer"]
-
-log = logging.getLogger(__name__)
 
 _NOTIFY_CHUNK = 200  # ids per outbox notification, well under PostgreSQL's 8000-byte payload
 
@@ -71,12 +69,15 @@ class Producer:
         self,
         store: JobStore,
         broker: Broker,
+        publisher: NoticePublisher,
+        *,
         handlers: Mapping[str, Handler],
         settings: PolyqueueSettings,
         outbox_channel: str,
     ) -> None:
         self._store = store
         self._broker = broker
+        self._publisher = publisher
         self._handlers = handlers
         self._settings = settings
         self.outbox_channel = outbox_channel
@@ -117,7 +118,7 @@ class Producer:
                 if messages and self._broker.capabilities.transactional_publish:
                     await self._broker.publish_in(own, messages)
                     messages = []
-            await self._publish_after_commit(messages)
+            await self._publisher.publish(messages)
         return [row.id for row in inserted]
 
     async def _insert_in(self, connection: Executor, jobs: Sequence[NewJob]) -> list[InsertedJob]:
@@ -135,22 +136,13 @@ class Producer:
                 await self._store.notify(self.outbox_channel, payload, connection)
         return inserted
 
-    async def _publish_after_commit(self, messages: list[Message]) -> None:
-        if not messages:
-            return
-        try:
-            await self._broker.publish(messages)
-        except PolyqueueError as exc:
-            # The jobs are committed and queued; the maintenance loop republishes lost notices.
-            log.warning("publishing %d notices failed (jobs are safe): %s", len(messages), exc)
-
     async def relay_outbox(self, payload: str) -> None:
         """Publish the notices of jobs committed in a caller's transaction."""
         messages = [
             notice_message(job_id, queue, priority)
             for queue, priority, job_id in json.loads(payload)
         ]
-        await self._publish_after_commit(messages)
+        await self._publisher.publish(messages)
 
 
 def _created(inserted: Sequence[InsertedJob]) -> list[InsertedJob]:

@@ -25,7 +25,7 @@ def main(
     """Start `app`, run a worker until SIGTERM/SIGINT, and close everything cleanly."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if metrics is not None:
-        app.plugin_manager.register(metrics)
+        app.add_plugin(metrics)
 
     async def run() -> None:
         async with app:

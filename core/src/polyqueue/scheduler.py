@@ -14,6 +14,7 @@ from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
     from polyqueue.broker import Broker
+    from polyqueue.publisher import NoticePublisher
     from polyqueue.store import JobStore
 
 __all__ = ["Scheduler"]
@@ -26,14 +27,17 @@ BATCH = 1000
 class Scheduler:
     """Wakes at the earliest known due time, or every `interval` seconds at the latest.
 
-    Promotion and publishing share one transaction: a transactional broker publishes inside
-    it, any other broker publishes before the commit, so a failed publish leaves the jobs
-    `scheduled` for the next round instead of `queued` without a notice.
+    A transactional broker publishes inside the promoting transaction; any other broker
+    publishes after the commit (never before: a worker could see the notice while the job
+    is still `scheduled` and drop it), through the publisher that retries failures.
     """
 
-    def __init__(self, store: JobStore, broker: Broker, interval: float) -> None:
+    def __init__(
+        self, store: JobStore, broker: Broker, publisher: NoticePublisher, interval: float
+    ) -> None:
         self._store = store
         self._broker = broker
+        self._publisher = publisher
         self._interval = interval
         self._next_at = 0.0  # monotonic time of the next check
         self._wake = asyncio.Event()
@@ -76,6 +80,6 @@ class Scheduler:
             messages = [notice_message(r["id"], r["queue"], r["priority"]) for r in rows]
             if messages and self._broker.capabilities.transactional_publish:
                 await self._broker.publish_in(connection, messages)
-            elif messages:
-                await self._broker.publish(messages)
+                messages = []
+        await self._publisher.publish(messages)
         return len(rows)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from polyqueue.exceptions import ConfigurationError
@@ -32,9 +32,7 @@ class PolyqueueSettings(BaseSettings):
     """PostgreSQL URL. Unset: an embedded server from `polyqueue[embedded]` is started."""
     queue_backend: str = "postgres"
     """Name of the broker that rings the doorbell: `postgres`, `none`, or a plugin's."""
-    schema_name: str = Field(
-        default="polyqueue", validation_alias=AliasChoices("POLYQUEUE_SCHEMA", "schema_name")
-    )
+    schema_name: str = Field(default="polyqueue", validation_alias="POLYQUEUE_SCHEMA")
     """PostgreSQL schema holding every Polyqueue table (env: `POLYQUEUE_SCHEMA`)."""
     data_dir: Path = Path(".polyqueue")
     """Where the embedded PostgreSQL keeps its data (`<data_dir>/postgres`)."""
@@ -84,17 +82,32 @@ class PolyqueueSettings(BaseSettings):
 
 def load_settings(**overrides: Any) -> PolyqueueSettings:
     """Build settings from the environment and `overrides`; errors name the variable."""
+    unknown = sorted(set(overrides) - set(PolyqueueSettings.model_fields))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s): {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(PolyqueueSettings.model_fields))}"
+        )
     try:
         return PolyqueueSettings(**overrides)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc)) from exc
 
 
+def _variable(field: str) -> str:
+    """The environment variable of a field (errors report either the field or its alias)."""
+    if field.upper().startswith(ENV_PREFIX):
+        return field.upper()
+    if field == "schema_name":
+        return "POLYQUEUE_SCHEMA"
+    return ENV_PREFIX + field.upper()
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
-        variable = "POLYQUEUE_SCHEMA" if field == "schema_name" else ENV_PREFIX + field.upper()
+        variable = _variable(field)
         shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
         problems.append(f"{variable}: {error['msg']}{shown}")
     return "invalid settings: " + "; ".join(problems)

@@ -16,7 +16,7 @@ from polyqueue.context import JobContext
 from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
 from polyqueue.executor import Executor, RetryPolicy
 from polyqueue.listener import Listener
-from polyqueue.notices import InvalidNoticeError, decode_notice
+from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 from polyqueue.outcomes import OutcomeWriter
 from polyqueue.scheduler import Scheduler
 
@@ -46,6 +46,7 @@ class _Running:
     delivery: Delivery
     task: asyncio.Task[None]
     stop_reason: str | None = None  # "shutdown" | "lost" | "cancelled" once told to stop
+    recording: bool = False  # the handler is done; the outcome is being written
 
 
 class Worker:
@@ -64,7 +65,9 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
-        self._scheduler = Scheduler(app.store, app.broker, settings.scheduler_interval)
+        self._scheduler = Scheduler(
+            app.store, app.broker, app.publisher, settings.scheduler_interval
+        )
         self._writer = OutcomeWriter(app.store, app.broker, self._scheduler.wake_at)
         self._control = Listener(app.database_url, [app.cancel_channel], self._on_cancel)
 
@@ -196,6 +199,7 @@ class Worker:
             return
         finally:
             self._slot_freed.set()
+        self._running[job.id].recording = True  # from here on the task is not cancelled
         try:
             current = await self._writer.record(outcome, delivery)
         finally:
@@ -234,12 +238,14 @@ class Worker:
         reason = running.stop_reason if running else None
         with contextlib.suppress(PolyqueueError):
             if reason == "shutdown":
-                await self.app.store.job_release_many([(job.id, job.attempt)])
-                await self.app.broker.nack([delivery])
-                log.info("job %s given back at shutdown", job.id)
-            else:
-                await self.app.broker.ack([delivery])
-                log.info("job %s stopped: %s", job.id, reason or "cancelled")
+                await self._give_back(job)
+            await self.app.broker.ack([delivery])
+            log.info("job %s stopped: %s", job.id, reason or "cancelled")
+
+    async def _give_back(self, job: ClaimedJob) -> None:
+        """Queue the job again with a fresh notice (its old delivery may have expired)."""
+        if await self.app.store.job_release_many([(job.id, job.attempt)]):
+            await self.app.publisher.publish([notice_message(job.id, job.queue, job.priority)])
 
     def _on_cancel(self, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -247,7 +253,7 @@ class Worker:
 
     def _stop_job(self, job_id: int, reason: str) -> None:
         running = self._running.get(job_id)
-        if running is not None and running.stop_reason is None:
+        if running is not None and running.stop_reason is None and not running.recording:
             running.stop_reason = reason
             running.task.cancel()
 
