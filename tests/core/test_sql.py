@@ -20,7 +20,7 @@ STATUS_CHANGING = {name: q for name, q in QUERIES.items() if q.targets}
 
 
 def store_methods() -> set[str]:
-    prefixes = ("job_", "worker_", "notify")
+    prefixes = ("job_", "worker_", "notify", "maintenance_", "cron_")
     return {name for name in dir(JobStore) if name.startswith(prefixes)}
 
 
@@ -94,24 +94,48 @@ async def status_of(db: asyncpg.Connection, job_id: int) -> str:
     return status
 
 
+async def _arrange_poison(db: asyncpg.Connection, job_id: int, _target: str) -> None:
+    await db.execute("UPDATE polyqueue.jobs SET reclaims = 2 WHERE id = $1", job_id)
+
+
+async def _arrange_timeout(db: asyncpg.Connection, job_id: int, target: str) -> None:
+    attempts = 3 if target == "failed" else 1
+    await db.execute(
+        "UPDATE polyqueue.jobs SET timeout_at = now(), attempt = $2 WHERE id = $1", job_id, attempts
+    )
+
+
+ARRANGE = {"job_fail_poison": _arrange_poison, "job_expire_timeouts": _arrange_timeout}
+
+DRIVERS = {
+    "job_claim_many": lambda store, db, job_id, target: store.job_claim_many([job_id], "w", 0),
+    "job_complete_many": lambda store, db, job_id, target: store.job_complete_many(
+        [Outcome(job_id, 1, target)]
+    ),
+    "job_release_many": lambda store, db, job_id, target: store.job_release_many([(job_id, 1)]),
+    "job_promote_due": lambda store, db, job_id, target: store.job_promote_due(100, db),
+    "job_cancel_many": lambda store, db, job_id, target: store.job_cancel_many([job_id], db),
+    "job_requeue_many": lambda store, db, job_id, target: store.job_requeue_many([job_id], db),
+    "job_fail_many": lambda store, db, job_id, target: store.job_fail_many([job_id], "op", db),
+    "job_reclaim": lambda store, db, job_id, target: store.job_reclaim(3, db),
+    "job_fail_poison": lambda store, db, job_id, target: store.job_fail_poison(3, db),
+    "job_expire_timeouts": lambda store, db, job_id, target: store.job_expire_timeouts(
+        0.0, 0.0, 100, db
+    ),
+}
+
+
 async def attempt(
     store: JobStore, db: asyncpg.Connection, name: str, job_id: int, target: str
 ) -> None:
     """Run the status-changing store operation `name` against `job_id`."""
-    if name == "job_claim_many":
-        await store.job_claim_many([job_id], "w", 0)
-    elif name == "job_complete_many":
-        await store.job_complete_many([Outcome(job_id, 1, target)])  # type: ignore[arg-type]
-    elif name == "job_release_many":
-        await store.job_release_many([(job_id, 1)])
-    elif name == "job_promote_due":
-        await store.job_promote_due(100, db)
-    elif name == "job_cancel":
-        await store.job_cancel(job_id, db)
-    elif name == "job_requeue":
-        await store.job_requeue(job_id, db)
-    else:
-        pytest.fail(f"no driver for {name}")
+    if name in ARRANGE:
+        await ARRANGE[name](db, job_id, target)
+    await DRIVERS[name](store, db, job_id, target)
+
+
+def test_every_status_changing_block_has_a_driver() -> None:
+    assert set(STATUS_CHANGING) == set(DRIVERS)
 
 
 ILLEGAL = [
@@ -155,3 +179,24 @@ async def test_legal_transition_happens(
     job_id = await insert_job(db, source)
     await attempt(store, db, name, job_id, target)
     assert await status_of(db, job_id) == target
+
+
+async def test_an_outcome_of_a_stale_attempt_changes_nothing(store: JobStore, db) -> None:
+    job_id = await insert_job(db, JobStatus.QUEUED)
+    (first,) = await store.job_claim_many([job_id], "worker-a", 0)
+    await store.job_requeue_many([job_id], db)
+    (second,) = await store.job_claim_many([job_id], "worker-b", 0)
+    assert second.attempt == first.attempt + 1
+    late = Outcome(job_id, first.attempt, "succeeded", result='"from a"')
+    assert await store.job_complete_many([late]) == {}
+    assert await store.job_heartbeat_many([(job_id, first.attempt)]) == set()
+    assert not await store.job_progress(job_id, first.attempt, 0.5, "stale")
+    current = Outcome(job_id, second.attempt, "succeeded", result='"from b"')
+    assert set(await store.job_complete_many([current])) == {job_id}
+    job = await store.job_get(job_id)
+    assert (job.status, job.result, job.worker_id, job.progress) == (
+        "succeeded",
+        "from b",
+        "worker-b",
+        None,
+    )

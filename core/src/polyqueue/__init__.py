@@ -5,6 +5,7 @@ from __future__ import annotations
 from polyqueue.app import Polyqueue
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
 from polyqueue.context import JobContext
+from polyqueue.cron import CronTick
 from polyqueue.exceptions import (
     BrokerError,
     BrokerUnavailableError,
@@ -37,6 +38,7 @@ __all__ = [
     "BrokerUnavailableError",
     "Capabilities",
     "ConfigurationError",
+    "CronTick",
     "DatabaseUnavailableError",
     "Delivery",
     "HandlerNotFoundError",

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter
 
-from polyqueue.broker import Broker, BrokerEnvironment
+from polyqueue.broker import Broker, BrokerEnvironment, Message
+from polyqueue.cron import CronSchedule, CronTick, Misfire
 from polyqueue.exceptions import (
     ConfigurationError,
     HandlerNotFoundError,
@@ -67,12 +68,14 @@ class Polyqueue:
         self.plugin_manager = create_plugin_manager(*extra)
         self.broker_class = select_broker(self.plugin_manager, self.settings.queue_backend)
         self.handlers: dict[str, Handler] = {}
+        self.cron_schedules: dict[str, CronSchedule] = {}
         self._names: dict[Callable[..., Any], str] = {}
         self._store: JobStore | None = None
         self._broker: Broker | None = None
         self._producer: Producer | None = None
         self._publisher: NoticePublisher | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        self._workers: list[Worker] = []
         self._outbox: Listener | None = None
         self._embedded: EmbeddedPostgres | None = None
         self.database_url = self.settings.database_url or ""
@@ -110,6 +113,44 @@ class Polyqueue:
                 timeout_strategy=timeout_strategy or settings.default_timeout_strategy,
             )
             self._names[function] = handler_name
+            return function
+
+        return decorate
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        misfire: Misfire = "skip",
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        max_run_seconds: float | None = None,
+    ) -> Callable[[F], F]:
+        """Register a handler `(tick: CronTick[, ctx]) -> ...` and fire it on `expression`.
+
+        Each tick becomes one job (idempotency key: schedule name + tick), so any number of
+        workers fire it exactly once. `misfire` says what happens to ticks missed while no
+        worker ran: `skip` them, or `run_once` for the latest.
+        """
+
+        def decorate(function: F) -> F:
+            schedule_name = name or f"{function.__module__}.{function.__qualname__}"
+            if schedule_name in self.cron_schedules:
+                raise ConfigurationError(f"a cron schedule is already named {schedule_name!r}")
+            schedule = CronSchedule(schedule_name, expression, schedule_name, misfire)
+            self.register(
+                schedule_name,
+                queue=queue,
+                max_attempts=max_attempts,
+                max_run_seconds=max_run_seconds,
+            )(function)
+            if self.handlers[schedule_name].payload_model is not CronTick:
+                del self.handlers[schedule_name]
+                raise ConfigurationError(
+                    f"cron handler {schedule_name!r} must take `tick: CronTick` as its payload"
+                )
+            self.cron_schedules[schedule_name] = schedule
             return function
 
         return decorate
@@ -168,7 +209,11 @@ class Polyqueue:
         task.add_done_callback(self._relays.discard)
 
     async def close(self) -> None:
-        """Close the broker, the store and the embedded server this app started."""
+        """Stop this app's workers, then close the broker, the store and the embedded server."""
+        for worker in self._workers:
+            worker.stop()
+        await asyncio.gather(*(worker.wait_stopped() for worker in self._workers))
+        self._workers.clear()
         if self._outbox is not None:
             await self._outbox.close()
         if self._relays:
@@ -332,34 +377,53 @@ class Polyqueue:
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a scheduled, queued or running job; False if it had already finished."""
-        async with self.store.transaction() as connection:
-            row = await self.store.job_cancel(job_id, connection)
-            if row is not None and row["worker_id"]:
-                await self.store.notify(self.cancel_channel, str(job_id), connection)
-        if row is None:
-            await self.get_job(job_id)  # raises JobNotFoundError if there is no such job
-        return row is not None
+        return await self._control("cancel", [job_id]) == [job_id] or await self._missing(job_id)
 
     async def requeue(self, job_id: int) -> bool:
         """Queue a failed, cancelled (or running) job again with fresh attempts.
 
         Returns False if the job's status does not allow it (scheduled, queued, succeeded).
         """
-        broker = self.broker
-        async with self.store.transaction() as connection:
-            row = await self.store.job_requeue(job_id, connection)
-            message = (
-                None if row is None else notice_message(row["id"], row["queue"], row["priority"])
-            )
-            if message is not None and broker.capabilities.transactional_publish:
-                await broker.publish_in(connection, [message])
-                message = None
-        if row is None:
-            await self.get_job(job_id)
-            return False
-        if message is not None:
-            await self.publisher.publish([message])
-        return True
+        return await self._control("requeue", [job_id]) == [job_id] or await self._missing(job_id)
+
+    async def fail(self, job_id: int, reason: str = "failed by an operator") -> bool:
+        """Fail a scheduled, queued or running job now; False if it had already finished."""
+        return await self._control("fail", [job_id], reason) == [job_id] or await self._missing(
+            job_id
+        )
+
+    async def _missing(self, job_id: int) -> bool:
+        await self.get_job(job_id)  # raises JobNotFoundError if there is no such job
+        return False
+
+    async def control_many(
+        self, action: str, job_ids: Sequence[int], reason: str = ""
+    ) -> list[int]:
+        """Apply `action` (cancel, requeue, fail) to `job_ids`; return the ids it changed."""
+        if action not in {"cancel", "requeue", "fail"}:
+            raise ValueError(f"unknown action {action!r}: use cancel, requeue or fail")
+        return await self._control(action, job_ids, reason or "failed by an operator")
+
+    async def _control(self, action: str, job_ids: Sequence[int], reason: str = "") -> list[int]:
+        store, broker = self.store, self.broker
+        messages: list[Message] = []
+        async with store.transaction() as connection:
+            if action == "requeue":
+                rows = await store.job_requeue_many(job_ids, connection)
+                messages = [notice_message(r["id"], r["queue"], r["priority"]) for r in rows]
+                if messages and broker.capabilities.transactional_publish:
+                    await broker.publish_in(connection, messages)
+                    messages = []
+            elif action == "cancel":
+                rows = await store.job_cancel_many(job_ids, connection)
+            else:
+                rows = await store.job_fail_many(job_ids, reason, connection)
+            stopped = [str(r["id"]) for r in rows if r["worker_id"]]
+            for chunk in range(0, len(stopped), 500):
+                payload = ",".join(stopped[chunk : chunk + 500])
+                await store.notify(self.cancel_channel, payload, connection)
+        await self.publisher.publish(messages)
+        return sorted(r["id"] for r in rows)
 
     # -- working ------------------------------------------------------------------------------
 
@@ -368,11 +432,13 @@ class Polyqueue:
     ) -> Worker:
         """A worker for `queues` (default: every queue a registered handler uses)."""
         chosen = list(queues) if queues else sorted({h.queue for h in self.handlers.values()})
-        return Worker(
+        worker = Worker(
             self,
             queues=chosen or [self.settings.default_queue],
             concurrency=concurrency or self.settings.concurrency,
         )
+        self._workers.append(worker)
+        return worker
 
     async def run_worker(
         self, *, queues: Sequence[str] | None = None, concurrency: int | None = None

@@ -62,7 +62,7 @@ def cli() -> None:
 # -- demo ---------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Run typed jobs through a worker, with a progress bar.")
 @click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=1))
 @click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -79,7 +79,7 @@ def demo(jobs: int, concurrency: int, backend: str | None) -> None:
 # -- migrate ------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Apply pending migrations (idempotent).")
 @click.option("--schema", default=None, help="Schema to migrate. Default: POLYQUEUE_SCHEMA.")
 @click.option("--json", "as_json", is_flag=True, help="Print {schema, applied} as JSON.")
 def migrate(schema: str | None, as_json: bool) -> None:
@@ -117,7 +117,7 @@ async def _migrate(settings: PolyqueueSettings) -> list[int]:
 # -- worker -------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Run a worker for APP (module:attribute).")
 @click.argument("app_spec", metavar="APP")
 @click.option(
     "--queue",
@@ -129,9 +129,9 @@ async def _migrate(settings: PolyqueueSettings) -> list[int]:
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Jobs at once.")
 @click.option(
     "--log-level",
-    default="INFO",
+    default="info",
     show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 def worker(app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_level: str) -> None:
     """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT."""

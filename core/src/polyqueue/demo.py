@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -239,7 +240,7 @@ async def _show_refusal(app: Polyqueue, console: Console) -> None:
     try:
         await app.enqueue("images.resize", {"image_id": 1, "url": "cat.png", "width": "wide"})
     except InvalidPayloadError as exc:
-        console.print(f"enqueue refused a bad payload: [yellow]{exc}[/]")
+        console.print(f"enqueue refused a bad payload: [yellow]{escape(str(exc))}[/]")
 
 
 def _split(jobs: int) -> dict[str, int]:
@@ -343,13 +344,13 @@ async def _show_results(app: Polyqueue, ids: dict[str, list[int]], console: Cons
     ]
     for method, value in shown:
         if value is not None:
-            console.print(f"{method}: {value!r}")
+            console.print(f"{method}: {escape(repr(value))}")
     if ids["billing.charge"]:
         try:
             await app.get_job_result(ids["billing.charge"][0])
         except ResultUnavailableError as exc:
             error = (await app.get_job(exc.job_id)).error
-            console.print(f"{exc}; its error: {error.message if error else '?'}")
+            console.print(escape(f"{exc}; its error: {error.message if error else '?'}"))
 
 
 async def _typed(app: Polyqueue, ids: list[int]) -> ResizeResult | None:

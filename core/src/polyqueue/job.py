@@ -41,6 +41,7 @@ class Job(BaseModel):
     priority: int
     attempt: int
     max_attempts: int
+    reclaims: int
     max_run_seconds: float | None
     timeout_strategy: str
     idempotency_key: str | None

@@ -75,5 +75,5 @@ def select_broker(manager: pluggy.PluginManager, name: str) -> type[Broker]:
     """The broker class registered as `name`; `UnknownPluginError` listing the others."""
     classes = broker_classes(manager)
     if name not in classes:
-        raise UnknownPluginError("queue_backend", name, list(classes))
+        raise UnknownPluginError("broker (POLYQUEUE_QUEUE_BACKEND)", name, list(classes))
     return classes[name]

@@ -64,6 +64,24 @@ class PolyqueueSettings(BaseSettings):
     """How long a stopping worker lets in-flight jobs finish before giving them back."""
     scheduler_interval: float = Field(default=1.0, gt=0)
     """Longest wait between checks for due `scheduled` jobs."""
+    maintenance: bool = True
+    """Whether workers take part in maintenance (one leader per round, cluster-wide)."""
+    maintenance_interval: float = Field(default=5.0, gt=0)
+    """Seconds between maintenance rounds."""
+    worker_stale_after: float = Field(default=30.0, gt=0)
+    """A worker with no heartbeat for this long is `dead` and its running jobs are reclaimed."""
+    max_reclaims: int = Field(default=3, ge=1)
+    """A job whose worker died this many times while running it fails as a poison job."""
+    timeout_backstop_seconds: float = Field(default=30.0, ge=0)
+    """Grace after `max_run_seconds` before the database backstop applies the strategy."""
+    republish_after: float = Field(default=120.0, gt=0)
+    """A job `queued` this long without being claimed gets its notice published again."""
+    retention_succeeded: float = Field(default=7 * 86400, gt=0)
+    """Seconds a succeeded job is kept before maintenance deletes it (default 7 days)."""
+    retention_failed: float = Field(default=30 * 86400, gt=0)
+    """Seconds a failed job is kept (default 30 days)."""
+    retention_cancelled: float = Field(default=7 * 86400, gt=0)
+    """Seconds a cancelled job is kept (default 7 days)."""
 
     @field_validator("database_url")
     @classmethod

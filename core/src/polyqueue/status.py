@@ -30,12 +30,14 @@ TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
     {
         (S.SCHEDULED, S.QUEUED),  # due: promoted by the scheduler
         (S.SCHEDULED, S.CANCELLED),  # cancel
+        (S.SCHEDULED, S.FAILED),  # failed by an operator
         (S.QUEUED, S.RUNNING),  # claim
         (S.QUEUED, S.CANCELLED),  # cancel
+        (S.QUEUED, S.FAILED),  # failed by an operator
         (S.RUNNING, S.SUCCEEDED),  # handler returned
-        (S.RUNNING, S.FAILED),  # terminal error, or attempts exhausted
-        (S.RUNNING, S.SCHEDULED),  # retry after a backoff
-        (S.RUNNING, S.QUEUED),  # given back at shutdown, or requeued by an operator
+        (S.RUNNING, S.FAILED),  # terminal error, attempts exhausted, poison job, or operator
+        (S.RUNNING, S.SCHEDULED),  # retry after a backoff (or after the timeout backstop)
+        (S.RUNNING, S.QUEUED),  # given back at shutdown, reclaimed from a dead worker, requeued
         (S.RUNNING, S.CANCELLED),  # cancel while running
         (S.FAILED, S.QUEUED),  # requeue from the dead-letter state
         (S.CANCELLED, S.QUEUED),  # requeue a cancelled job

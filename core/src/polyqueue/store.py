@@ -13,6 +13,9 @@ import asyncpg
 from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, StoreError
 from polyqueue.job import ClaimedJob, Job, NewJob, Outcome
 from polyqueue.sql import load_queries
+from polyqueue.store_errors import CONNECTION_ERRORS, translate_errors
+from polyqueue.store_inspection import InspectionQueries
+from polyqueue.store_maintenance import MaintenanceQueries
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,17 +27,6 @@ __all__ = ["CONNECTION_ERRORS", "Executor", "InsertedJob", "JobStore", "describe
 
 log = logging.getLogger(__name__)
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
-"""Errors that mean "the database is not reachable right now", as opposed to a bad query."""
-
 Executor = Any  # an asyncpg Connection or Pool: anything with execute/fetch/fetchrow
 
 
@@ -44,17 +36,6 @@ def describe_url(url: str) -> str:
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
     return f"postgresql://{parts.username or ''}@{host}{port}{parts.path}"
-
-
-@contextlib.contextmanager
-def translate_errors(operation: str) -> Any:
-    """Turn asyncpg errors into the Polyqueue tree, chaining the original."""
-    try:
-        yield
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"{operation}: database unavailable ({exc})") from exc
-    except asyncpg.PostgresError as exc:
-        raise StoreError(f"{operation}: {exc}") from exc
 
 
 class InsertedJob:
@@ -70,7 +51,7 @@ class InsertedJob:
         self.priority: int = row["priority"]
 
 
-class JobStore:
+class JobStore(MaintenanceQueries, InspectionQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
 
     def __init__(self, url: str, schema: str, *, pool_size: int, connect_timeout: float) -> None:
@@ -225,17 +206,27 @@ class JobStore:
             rows = await self.pool.fetch(self._sql["job_status_many"], list(job_ids))
         return {row["id"]: row["status"] for row in rows}
 
-    async def job_cancel(self, job_id: int, executor: Executor) -> Record | None:
-        """Cancel an unfinished job; None if it was already finished or does not exist."""
+    async def job_cancel_many(self, job_ids: Sequence[int], executor: Executor) -> list[Record]:
+        """Cancel the unfinished jobs among `job_ids`; return `(id, worker_id)` of each."""
         with translate_errors("cancel"):
-            row: Record | None = await executor.fetchrow(self._sql["job_cancel"], job_id)
-        return row
+            rows: list[Record] = await executor.fetch(self._sql["job_cancel_many"], list(job_ids))
+        return rows
 
-    async def job_requeue(self, job_id: int, executor: Executor) -> Record | None:
-        """Queue a failed, cancelled or running job again; None if its status does not allow it."""
+    async def job_requeue_many(self, job_ids: Sequence[int], executor: Executor) -> list[Record]:
+        """Queue the failed, cancelled or running jobs among `job_ids` again."""
         with translate_errors("requeue"):
-            row: Record | None = await executor.fetchrow(self._sql["job_requeue"], job_id)
-        return row
+            rows: list[Record] = await executor.fetch(self._sql["job_requeue_many"], list(job_ids))
+        return rows
+
+    async def job_fail_many(
+        self, job_ids: Sequence[int], reason: str, executor: Executor
+    ) -> list[Record]:
+        """Fail the unfinished jobs among `job_ids` with `reason` (an operator's decision)."""
+        with translate_errors("fail"):
+            rows: list[Record] = await executor.fetch(
+                self._sql["job_fail_many"], list(job_ids), reason
+            )
+        return rows
 
     # -- workers ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from polyqueue.context import JobContext
 from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
 from polyqueue.executor import Executor, RetryPolicy
 from polyqueue.listener import Listener
+from polyqueue.maintenance import Maintenance
 from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 from polyqueue.outcomes import OutcomeWriter
 from polyqueue.scheduler import Scheduler
@@ -31,7 +32,6 @@ __all__ = ["Worker", "new_worker_id"]
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_GRACE_SECONDS = 30.0  # the database backstop fires this long after the in-process limit
 RECEIVE_WAIT_SECONDS = 1.0
 
 
@@ -65,6 +65,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
+        self._started = False
+        self._finished = asyncio.Event()
         self._scheduler = Scheduler(
             app.store, app.broker, app.publisher, settings.scheduler_interval
         )
@@ -73,7 +75,7 @@ class Worker:
 
     @property
     def running_jobs(self) -> int:
-        """How many jobs this worker runs right now."""
+        """How many jobs this worker runs right now (including outcomes being written)."""
         return len(self._running)
 
     def stop(self) -> None:
@@ -82,8 +84,20 @@ class Worker:
             self._forced.set()
         self._stopping.set()
 
+    async def wait_stopped(self) -> None:
+        """Return once `run` has finished (at once if it never started)."""
+        if self._started:
+            await self._finished.wait()
+
     async def run(self) -> None:
         """Register, work until `stop()`, then shut down gracefully."""
+        self._started = True
+        try:
+            await self._run()
+        finally:
+            self._finished.set()
+
+    async def _run(self) -> None:
         store = self.app.store
         await store.worker_register(
             self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
@@ -96,6 +110,9 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="polyqueue-heartbeat"),
             asyncio.create_task(self._scheduler.run(), name="polyqueue-scheduler"),
         ]
+        if self.app.settings.maintenance:
+            maintenance = Maintenance(self.app).run()
+            background.append(asyncio.create_task(maintenance, name="polyqueue-maintenance"))
         writer = asyncio.create_task(self._writer.run(), name="polyqueue-outcomes")
         try:
             await self._consume_loop()
@@ -108,7 +125,7 @@ class Worker:
         backoff = Backoff(base=0.05, cap=5.0)
         batch = self.app.broker.capabilities.max_batch
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
+            free = self._free_slots()
             if free <= 0:
                 await self._wait_for_slot()
                 continue
@@ -122,6 +139,12 @@ class Worker:
                 await self._sleep_unless_stopping(backoff.next_delay())
             else:
                 backoff.reset()
+
+    def _free_slots(self) -> int:
+        """Handlers that may start now: a finished handler frees its slot at once, while its
+        outcome waits for the next group commit (at most `concurrency` outcomes wait)."""
+        executing = sum(1 for r in self._running.values() if not r.recording)
+        return min(self.concurrency - executing, 2 * self.concurrency - len(self._running))
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
@@ -139,21 +162,26 @@ class Worker:
         if self._stopping.is_set():
             await self.app.broker.nack(deliveries)
             return
-        wanted, drop = self._sort_deliveries(deliveries)
+        wanted, drop, held = self._sort_deliveries(deliveries)
         claimed = []
         if wanted:
             claimed = await self.app.store.job_claim_many(
-                list(wanted), self.id, TIMEOUT_GRACE_SECONDS
+                list(wanted), self.id, self.app.settings.timeout_backstop_seconds
             )
         for job in claimed:
             self._start(job, wanted.pop(job.id))
         await self._settle_unclaimed(wanted, drop)
+        if held:
+            # This worker still holds an attempt of these jobs (recording its outcome before a
+            # retry, or stale after a requeue): look again once it lets go, never drop them.
+            await self.app.broker.nack(held, delay=0.1)
 
     def _sort_deliveries(
         self, deliveries: list[Delivery]
-    ) -> tuple[dict[int, Delivery], list[Delivery]]:
+    ) -> tuple[dict[int, Delivery], list[Delivery], list[Delivery]]:
         wanted: dict[int, Delivery] = {}
         drop: list[Delivery] = []
+        held: list[Delivery] = []
         for delivery in deliveries:
             try:
                 job_id = decode_notice(delivery.body)
@@ -163,11 +191,13 @@ class Worker:
                 )
                 drop.append(delivery)
                 continue
-            if job_id in wanted or job_id in self._running:
-                drop.append(delivery)  # a duplicate of a notice this worker already holds
+            if job_id in wanted:
+                drop.append(delivery)  # a duplicate within this batch
+            elif job_id in self._running:
+                held.append(delivery)
             else:
                 wanted[job_id] = delivery
-        return wanted, drop
+        return wanted, drop, held
 
     async def _settle_unclaimed(self, unclaimed: dict[int, Delivery], drop: list[Delivery]) -> None:
         """Drop notices of jobs that are not claimable; keep those of jobs still queued."""
@@ -196,10 +226,10 @@ class Worker:
             outcome = await self._execute(job)
         except asyncio.CancelledError:
             await self._after_cancel(job, delivery)
-            return
-        finally:
             self._slot_freed.set()
+            return
         self._running[job.id].recording = True  # from here on the task is not cancelled
+        self._slot_freed.set()
         try:
             current = await self._writer.record(outcome, delivery)
         finally:
@@ -248,8 +278,9 @@ class Worker:
             await self.app.publisher.publish([notice_message(job.id, job.queue, job.priority)])
 
     def _on_cancel(self, _channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            self._stop_job(int(payload), "cancelled")
+        for job_id in payload.split(","):
+            with contextlib.suppress(ValueError):
+                self._stop_job(int(job_id), "taken away by an operator")
 
     def _stop_job(self, job_id: int, reason: str) -> None:
         running = self._running.get(job_id)
@@ -280,7 +311,16 @@ class Worker:
             deliveries = [r.delivery for r in running if r.job.id in alive]
             with contextlib.suppress(BrokerError):
                 await self.app.broker.extend(deliveries, self.app.settings.lease_seconds)
-        await self.app.store.worker_heartbeat(self.id, len(self._running))
+        if not await self.app.store.worker_heartbeat(self.id, len(self._running)):
+            await self._reregister()
+
+    async def _reregister(self) -> None:
+        """Declared dead (a long stall): its jobs were reclaimed; carry on under a new id."""
+        old, self.id = self.id, new_worker_id()
+        log.error("worker %s was declared dead; continuing as %s", old, self.id)
+        await self.app.store.worker_register(
+            self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+        )
 
     # -- stopping -----------------------------------------------------------------------------
 

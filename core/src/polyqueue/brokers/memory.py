@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from polyqueue.broker import Broker, Capabilities, Delivery, Message
+from polyqueue.exceptions import BrokerUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,8 +87,10 @@ class InProcessBroker(Broker):
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
         """Lease ready messages; wait for a publish or the next one to come due."""
+        if self._closed:
+            raise BrokerUnavailableError("the in-process broker is closed", broker=self.name)
         deadline = time.monotonic() + wait_seconds
-        while not self._closed:
+        while self._is_open():
             self._changed.clear()
             deliveries = self._take(queues, max_messages)
             now = time.monotonic()
@@ -97,6 +100,9 @@ class InProcessBroker(Broker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
         return []
+
+    def _is_open(self) -> bool:
+        return not self._closed
 
     def _take(self, queues: Sequence[str], limit: int) -> list[Delivery]:
         now = time.monotonic()

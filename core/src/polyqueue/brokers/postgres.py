@@ -95,6 +95,7 @@ class PostgresBroker(Broker):
     ) -> list[Delivery]:
         """Lease available messages; if none, wait for a NOTIFY (or the timeout) and retry."""
         deadline = time.monotonic() + wait_seconds
+        self._require_pool()  # a closed broker raises instead of returning at once, forever
         while self._pool is not None:
             generation = self._generation
             with self._translate():

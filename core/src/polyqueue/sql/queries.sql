@@ -46,6 +46,7 @@ WHERE idempotency_key = ANY($1::text[]);
 -- transition: queued -> running
 UPDATE {schema}.jobs AS j
 SET status = 'running', attempt = j.attempt + 1, worker_id = $2, started_at = now(),
+    notified_at = NULL,
     heartbeat_at = now(), finished_at = NULL, progress = NULL, progress_message = NULL,
     timeout_at = CASE
         WHEN j.max_run_seconds IS NULL OR j.timeout_strategy = 'ignore' THEN NULL
@@ -111,7 +112,7 @@ RETURNING id;
 -- Move due scheduled jobs to queued, oldest first, at most $1 of them.
 -- transition: scheduled -> queued
 UPDATE {schema}.jobs AS j
-SET status = 'queued'
+SET status = 'queued', notified_at = now()
 WHERE j.id IN (
     SELECT id FROM {schema}.jobs
     WHERE status IN ('scheduled') AND run_at <= now()
@@ -127,7 +128,7 @@ SELECT min(run_at) AS run_at FROM {schema}.jobs WHERE status = 'scheduled';
 
 -- name: job_get :one
 -- One job, every column.
-SELECT id, name, queue, status::text AS status, payload::text AS payload,
+SELECT id, name, queue, status::text AS status, payload::text AS payload, reclaims,
        result::text AS result, headers::text AS headers, priority, attempt, attempt_base,
        max_attempts, max_run_seconds, timeout_strategy, idempotency_key, run_at,
        error_type, error_message, error_traceback, progress, progress_message, worker_id,
@@ -139,22 +140,68 @@ WHERE id = $1;
 -- The status of each of these jobs (for wait_for).
 SELECT id, status::text AS status FROM {schema}.jobs WHERE id = ANY($1::bigint[]);
 
--- name: job_cancel :one
--- Cancel a job that has not finished; running workers are told on the cancel channel.
+-- name: job_cancel_many :many
+-- Cancel the unfinished jobs among $1; running workers are told on the cancel channel.
 -- transition: scheduled, queued, running -> cancelled
 UPDATE {schema}.jobs
 SET status = 'cancelled', finished_at = now(), timeout_at = NULL
-WHERE id = $1 AND status IN ('scheduled', 'queued', 'running')
+WHERE id = ANY($1::bigint[]) AND status IN ('scheduled', 'queued', 'running')
 RETURNING id, worker_id;
 
--- name: job_requeue :one
--- Queue a failed, cancelled or running job again with a fresh budget of attempts.
+-- name: job_requeue_many :many
+-- Queue the failed, cancelled or running jobs among $1 again with a fresh budget of attempts;
+-- returns the worker that was running each, so it can be told to stop.
 -- transition: failed, cancelled, running -> queued
+UPDATE {schema}.jobs AS j
+SET status = 'queued', attempt_base = j.attempt, run_at = now(), finished_at = NULL,
+    worker_id = NULL, timeout_at = NULL, result = NULL, reclaims = 0, notified_at = NULL
+FROM (
+    SELECT id, worker_id FROM {schema}.jobs
+    WHERE id = ANY($1::bigint[]) AND status IN ('failed', 'cancelled', 'running')
+    FOR UPDATE
+) AS previous
+WHERE j.id = previous.id AND j.status IN ('failed', 'cancelled', 'running')
+RETURNING j.id, j.queue, j.priority, previous.worker_id;
+
+-- name: job_fail_many :many
+-- Fail the unfinished jobs among $1 by an operator's decision, with the reason $2.
+-- transition: scheduled, queued, running -> failed
 UPDATE {schema}.jobs
-SET status = 'queued', attempt_base = attempt, run_at = now(), finished_at = NULL,
-    worker_id = NULL, timeout_at = NULL, result = NULL
-WHERE id = $1 AND status IN ('failed', 'cancelled', 'running')
-RETURNING id, queue, priority;
+SET status = 'failed', finished_at = now(), timeout_at = NULL,
+    error_type = 'FailedByOperator', error_message = $2, error_traceback = NULL
+WHERE id = ANY($1::bigint[]) AND status IN ('scheduled', 'queued', 'running')
+RETURNING id, worker_id;
+
+-- name: job_find :many
+-- Jobs matching the optional filters (statuses, queue, name, created since), newest first.
+SELECT id, name, queue, status::text AS status, attempt, max_attempts, priority,
+       created_at, run_at, started_at, finished_at, worker_id, error_type, error_message
+FROM {schema}.jobs
+WHERE ($1::text[] IS NULL OR status::text = ANY($1::text[]))
+  AND ($2::text IS NULL OR queue = $2)
+  AND ($3::text IS NULL OR name = $3)
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+ORDER BY id DESC
+LIMIT $5;
+
+-- name: job_stats :many
+-- Per queue and status: how many jobs, the oldest queued one's age, and finishes in $1 s.
+SELECT queue, status::text AS status, count(*) AS jobs,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'queued')) AS oldest_age,
+       count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS recent
+FROM {schema}.jobs
+GROUP BY queue, status
+ORDER BY queue, status;
+
+-- name: worker_list :many
+-- Registered workers with their current job count and heartbeat age, newest first.
+SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.status, w.started_at,
+       w.stopped_at, extract(epoch FROM now() - w.heartbeat_at) AS heartbeat_age,
+       (SELECT count(*) FROM {schema}.jobs AS j
+        WHERE j.worker_id = w.id AND j.status = 'running') AS current_jobs
+FROM {schema}.workers AS w
+ORDER BY w.started_at DESC
+LIMIT $1;
 
 -- name: worker_register :exec
 -- Add a worker to the registry as running.
@@ -177,3 +224,105 @@ WHERE id = $1;
 -- name: notify :exec
 -- Send a notification on a channel; delivered when the surrounding transaction commits.
 SELECT pg_notify($1, $2);
+
+-- name: maintenance_lock :one
+-- Try to become this round's maintenance leader (held until the transaction ends).
+SELECT pg_try_advisory_xact_lock(hashtext('polyqueue.maintenance:' || $1)) AS leader;
+
+-- name: worker_reap :many
+-- Mark running workers with no heartbeat for $1 seconds dead.
+UPDATE {schema}.workers
+SET status = 'dead', stopped_at = now(), current_jobs = 0
+WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+RETURNING id;
+
+-- name: job_reclaim :many
+-- Queue again the running jobs of workers that are no longer running (the attempt counts).
+-- transition: running -> queued
+UPDATE {schema}.jobs AS j
+SET status = 'queued', reclaims = j.reclaims + 1, worker_id = NULL, timeout_at = NULL,
+    run_at = now(), notified_at = NULL
+WHERE j.status IN ('running') AND j.reclaims + 1 < $1
+  AND NOT EXISTS (
+      SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+  )
+RETURNING j.id, j.queue, j.priority;
+
+-- name: job_fail_poison :many
+-- Fail running jobs whose worker died for the $1-th time while running them.
+-- transition: running -> failed
+UPDATE {schema}.jobs AS j
+SET status = 'failed', reclaims = j.reclaims + 1, finished_at = now(), timeout_at = NULL,
+    error_type = 'PoisonJobError',
+    error_message = format('the job killed its worker %s times (max_reclaims); not retried',
+                           j.reclaims + 1),
+    error_traceback = NULL
+WHERE j.status IN ('running') AND j.reclaims + 1 >= $1
+  AND NOT EXISTS (
+      SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+  )
+RETURNING j.id;
+
+-- name: job_expire_timeouts :many
+-- Apply the timeout strategy to running jobs past timeout_at (a wedged worker's jobs):
+-- retry after a full-jitter backoff ($1 base, $2 cap) while attempts are left, else fail.
+-- transition: running -> scheduled | failed
+UPDATE {schema}.jobs AS j
+SET status = CASE
+        WHEN j.timeout_strategy = 'retry' AND j.attempt - j.attempt_base < j.max_attempts
+        THEN 'scheduled' ELSE 'failed' END::{schema}.job_status,
+    run_at = now() + make_interval(
+        secs => random() * least($2, $1 * 2 ^ least(j.attempt - j.attempt_base - 1, 62))),
+    finished_at = CASE
+        WHEN j.timeout_strategy = 'retry' AND j.attempt - j.attempt_base < j.max_attempts
+        THEN NULL ELSE now() END,
+    error_type = 'TimeoutError',
+    error_message = format('job exceeded its time limit of %ss; stopped by the database backstop',
+                           j.max_run_seconds),
+    error_traceback = NULL, worker_id = NULL, timeout_at = NULL
+WHERE j.id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE status IN ('running') AND timeout_at < now()
+    ORDER BY timeout_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.status::text AS status;
+
+-- name: job_republish_stale :many
+-- Queued jobs waiting for over $1 seconds since queued or last republished (lost notices).
+UPDATE {schema}.jobs AS j
+SET notified_at = now()
+WHERE j.id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE status = 'queued' AND coalesce(notified_at, run_at) < now() - make_interval(secs => $1)
+    ORDER BY run_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.queue, j.priority;
+
+-- name: job_prune :one
+-- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds).
+WITH doomed AS (
+    SELECT id FROM {schema}.jobs
+    WHERE (status = 'succeeded' AND finished_at < now() - make_interval(secs => $1))
+       OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2))
+       OR (status = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
+    LIMIT $4
+), deleted AS (
+    DELETE FROM {schema}.jobs WHERE id IN (SELECT id FROM doomed) RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: cron_last_ticks :many
+-- The last fired tick of each named schedule that has one.
+SELECT name, last_tick FROM {schema}.cron_schedules WHERE name = ANY($1::text[]);
+
+-- name: cron_advance :exec
+-- Store a schedule's last fired tick (never moving it backwards).
+INSERT INTO {schema}.cron_schedules (name, expression, last_tick)
+VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE
+SET expression = excluded.expression, updated_at = now(),
+    last_tick = greatest({schema}.cron_schedules.last_tick, excluded.last_tick);

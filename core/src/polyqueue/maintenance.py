@@ -1,0 +1,138 @@
+"""`Maintenance`: the cluster-wide housekeeping round, led by one worker at a time.
+
+Each round, in one transaction under an advisory lock (the other workers skip the round):
+reap silent workers to `dead`; fail poison jobs and reclaim the other running jobs of workers
+that are gone; apply the timeout strategy to jobs past `timeout_at`; republish notices of jobs
+`queued` for too long; prune finished jobs past retention; fire due cron ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from polyqueue.cron import fire_due
+from polyqueue.exceptions import PolyqueueError
+from polyqueue.notices import notice_message
+
+if TYPE_CHECKING:
+    from polyqueue.app import Polyqueue
+    from polyqueue.broker import Message
+    from polyqueue.store import Executor
+
+__all__ = ["Maintenance", "MaintenanceReport"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000  # rows per service per round; a backlog is worked off over several rounds
+
+
+@dataclass(slots=True)
+class MaintenanceReport:
+    """What one round did (empty when another worker led it)."""
+
+    leader: bool = False
+    dead_workers: list[str] = field(default_factory=list)
+    reclaimed: list[int] = field(default_factory=list)
+    poisoned: list[int] = field(default_factory=list)
+    timed_out: list[int] = field(default_factory=list)
+    republished: list[int] = field(default_factory=list)
+    pruned: int = 0
+    cron_jobs: list[int] = field(default_factory=list)
+
+
+class Maintenance:
+    """Runs rounds every `maintenance_interval` seconds for as long as its worker runs."""
+
+    def __init__(self, app: Polyqueue) -> None:
+        self._app = app
+
+    async def run(self) -> None:
+        """Lead or skip a round, then wait for the next, forever."""
+        interval = self._app.settings.maintenance_interval
+        while True:
+            try:
+                report = await self.run_once()
+            except PolyqueueError as exc:
+                log.warning("maintenance round failed: %s", exc)
+            else:
+                _log_report(report)
+            await asyncio.sleep(interval)
+
+    async def run_once(self, now: datetime | None = None) -> MaintenanceReport:
+        """One round; `now` overrides the clock for cron (tests)."""
+        app, store = self._app, self._app.store
+        report = MaintenanceReport()
+        messages: list[Message] = []
+        async with store.transaction() as connection:
+            if not await store.maintenance_lock(app.settings.schema_name, connection):
+                return report
+            report.leader = True
+            messages += await self._recover(connection, report)
+            messages += await self._republish(connection, report)
+            report.pruned = await self._prune(connection)
+            report.cron_jobs = await self._fire_cron(connection, now or datetime.now(UTC))
+            if messages and app.broker.capabilities.transactional_publish:
+                await app.broker.publish_in(connection, messages)
+                messages = []
+        await app.publisher.publish(messages)
+        return report
+
+    async def _recover(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
+        settings, store = self._app.settings, self._app.store
+        report.dead_workers = await store.worker_reap(settings.worker_stale_after, connection)
+        report.poisoned = await store.job_fail_poison(settings.max_reclaims, connection)
+        reclaimed = await store.job_reclaim(settings.max_reclaims, connection)
+        report.reclaimed = [row["id"] for row in reclaimed]
+        expired = await store.job_expire_timeouts(
+            settings.retry_backoff_base, settings.retry_backoff_max, BATCH, connection
+        )
+        report.timed_out = [row["id"] for row in expired]
+        return [notice_message(r["id"], r["queue"], r["priority"]) for r in reclaimed]
+
+    async def _republish(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
+        after = self._app.settings.republish_after
+        rows = await self._app.store.job_republish_stale(after, BATCH, connection)
+        report.republished = [row["id"] for row in rows]
+        return [notice_message(r["id"], r["queue"], r["priority"]) for r in rows]
+
+    async def _prune(self, connection: Executor) -> int:
+        settings = self._app.settings
+        return await self._app.store.job_prune(
+            settings.retention_succeeded,
+            settings.retention_failed,
+            settings.retention_cancelled,
+            BATCH,
+            connection,
+        )
+
+    async def _fire_cron(self, connection: Executor, now: datetime) -> list[int]:
+        if not self._app.cron_schedules:
+            return []
+        grace = max(60.0, 2 * self._app.settings.maintenance_interval)
+        return await fire_due(
+            list(self._app.cron_schedules.values()),
+            store=self._app.store,
+            producer=self._app.producer,
+            connection=connection,
+            now=now,
+            grace=grace,
+        )
+
+
+def _log_report(report: MaintenanceReport) -> None:
+    if report.dead_workers:
+        log.warning("maintenance: workers %s are dead", ", ".join(report.dead_workers))
+    if report.reclaimed:
+        log.warning("maintenance: reclaimed jobs %s from dead workers", report.reclaimed)
+    if report.poisoned:
+        log.error("maintenance: failed poison jobs %s (they kept killing workers)", report.poisoned)
+    if report.timed_out:
+        log.warning("maintenance: jobs %s passed their time limit backstop", report.timed_out)
+    if report.republished:
+        log.info("maintenance: republished %d notices", len(report.republished))
+    if report.pruned:
+        log.info("maintenance: pruned %d finished jobs", report.pruned)

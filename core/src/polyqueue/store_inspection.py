@@ -1,0 +1,59 @@
+"""The job store's read-only queries for operators: stats, workers, job search."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from polyqueue.store_errors import translate_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    import asyncpg
+    from asyncpg import Record
+
+__all__ = ["InspectionQueries"]
+
+
+class InspectionQueries:
+    """Mixed into `JobStore`: each method runs the named block of the same name."""
+
+    _sql: dict[str, str]
+
+    @property
+    def pool(self) -> asyncpg.Pool:  # provided by JobStore
+        raise NotImplementedError
+
+    async def job_find(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]:
+        """Jobs matching every filter given, newest first."""
+        with translate_errors("find jobs"):
+            rows: list[Record] = await self.pool.fetch(
+                self._sql["job_find"],
+                list(statuses) if statuses else None,
+                queue,
+                name,
+                since,
+                limit,
+            )
+        return rows
+
+    async def job_stats(self, recent_seconds: float) -> list[Record]:
+        """Per queue and status: counts, oldest queued age, finishes in the recent window."""
+        with translate_errors("job stats"):
+            rows: list[Record] = await self.pool.fetch(self._sql["job_stats"], recent_seconds)
+        return rows
+
+    async def worker_list(self, limit: int = 100) -> list[Record]:
+        """Registered workers, newest first."""
+        with translate_errors("list workers"):
+            rows: list[Record] = await self.pool.fetch(self._sql["worker_list"], limit)
+        return rows

@@ -1,0 +1,92 @@
+"""The job store's maintenance queries: reaping, reclaiming, timeouts, republishing, cron."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from polyqueue.store_errors import translate_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from asyncpg import Record
+
+__all__ = ["MaintenanceQueries"]
+
+Executor = Any
+
+
+class MaintenanceQueries:
+    """Mixed into `JobStore`: each method runs the named block of the same name."""
+
+    _sql: dict[str, str]
+
+    async def maintenance_lock(self, schema: str, executor: Executor) -> bool:
+        """Whether this transaction leads this round (a transaction-scoped advisory lock)."""
+        with translate_errors("maintenance lock"):
+            leader: bool = await executor.fetchval(self._sql["maintenance_lock"], schema)
+        return leader
+
+    async def worker_reap(self, stale_after: float, executor: Executor) -> list[str]:
+        """Mark workers silent for `stale_after` seconds dead; return their ids."""
+        with translate_errors("reap workers"):
+            rows = await executor.fetch(self._sql["worker_reap"], stale_after)
+        return [row["id"] for row in rows]
+
+    async def job_reclaim(self, max_reclaims: int, executor: Executor) -> list[Record]:
+        """Queue again the running jobs of workers that are gone; `(id, queue, priority)`."""
+        with translate_errors("reclaim jobs"):
+            rows: list[Record] = await executor.fetch(self._sql["job_reclaim"], max_reclaims)
+        return rows
+
+    async def job_fail_poison(self, max_reclaims: int, executor: Executor) -> list[int]:
+        """Fail running jobs of gone workers that reached `max_reclaims`; return their ids."""
+        with translate_errors("fail poison jobs"):
+            rows = await executor.fetch(self._sql["job_fail_poison"], max_reclaims)
+        return [row["id"] for row in rows]
+
+    async def job_expire_timeouts(
+        self, backoff_base: float, backoff_max: float, limit: int, executor: Executor
+    ) -> list[Record]:
+        """Apply the timeout strategy to jobs past `timeout_at`; `(id, status)` of each."""
+        with translate_errors("expire timeouts"):
+            rows: list[Record] = await executor.fetch(
+                self._sql["job_expire_timeouts"], backoff_base, backoff_max, limit
+            )
+        return rows
+
+    async def job_republish_stale(
+        self, older_than: float, limit: int, executor: Executor
+    ) -> list[Record]:
+        """Queued jobs whose notice may be lost; `(id, queue, priority)` of each."""
+        with translate_errors("republish"):
+            rows: list[Record] = await executor.fetch(
+                self._sql["job_republish_stale"], older_than, limit
+            )
+        return rows
+
+    async def job_prune(
+        self, succeeded: float, failed: float, cancelled: float, limit: int, executor: Executor
+    ) -> int:
+        """Delete up to `limit` finished jobs past their retention (seconds per status)."""
+        with translate_errors("prune"):
+            deleted: int = await executor.fetchval(
+                self._sql["job_prune"], succeeded, failed, cancelled, limit
+            )
+        return deleted
+
+    async def cron_last_ticks(
+        self, names: Sequence[str], executor: Executor
+    ) -> dict[str, datetime]:
+        """The last fired tick of each of these schedules that has one."""
+        with translate_errors("cron ticks"):
+            rows = await executor.fetch(self._sql["cron_last_ticks"], list(names))
+        return {row["name"]: row["last_tick"] for row in rows}
+
+    async def cron_advance(
+        self, name: str, expression: str, tick: datetime, executor: Executor
+    ) -> None:
+        """Record `tick` as the schedule's last fired tick (never moving it back)."""
+        with translate_errors("cron advance"):
+            await executor.execute(self._sql["cron_advance"], name, expression, tick)
