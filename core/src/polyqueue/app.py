@@ -6,13 +6,14 @@ import asyncio
 import logging
 import signal
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter
 
 from polyqueue.broker import Broker, BrokerEnvironment, Message
 from polyqueue.cron import CronSchedule, CronTick, Misfire
+from polyqueue.events import JobEnqueued
 from polyqueue.exceptions import (
     ConfigurationError,
     HandlerNotFoundError,
@@ -22,9 +23,17 @@ from polyqueue.exceptions import (
 )
 from polyqueue.handlers import Handler, build_handler
 from polyqueue.listener import Listener
-from polyqueue.migrations import migrate_up
+from polyqueue.middleware import EnqueueContext, compose, flatten
+from polyqueue.migrations import migrate_all
 from polyqueue.notices import notice_message
-from polyqueue.plugins import check_hookimpls, create_plugin_manager, select_broker
+from polyqueue.plugins import (
+    check_hookimpls,
+    create_plugin_manager,
+    emit,
+    migration_lines,
+    select_broker,
+    select_serializer,
+)
 from polyqueue.producer import EnqueueOptions, Producer
 from polyqueue.publisher import NoticePublisher
 from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
@@ -67,6 +76,8 @@ class Polyqueue:
         extra = [*plugins, *([metrics] if metrics is not None else [])]
         self.plugin_manager = create_plugin_manager(*extra)
         self.broker_class = select_broker(self.plugin_manager, self.settings.queue_backend)
+        self.serializer = select_serializer(self.plugin_manager, self.settings.serializer)
+        self.migration_lines = migration_lines(self.plugin_manager)
         self.handlers: dict[str, Handler] = {}
         self.cron_schedules: dict[str, CronSchedule] = {}
         self._names: dict[Callable[..., Any], str] = {}
@@ -80,6 +91,8 @@ class Polyqueue:
         self._embedded: EmbeddedPostgres | None = None
         self.database_url = self.settings.database_url or ""
         self.cancel_channel = f"{self.settings.schema_name}_cancel"
+        self._enqueue_chain: Callable[[EnqueueContext], Awaitable[list[int]]] = self._enqueue
+        self.plugin_manager.hook.polyqueue_configure.call_historic(kwargs={"app": self})
 
     def add_plugin(self, plugin: object) -> None:
         """Register a plugin object (metrics, middleware...) after construction."""
@@ -179,7 +192,9 @@ class Polyqueue:
         await store.open()
         self._store = store
         async with store.pool.acquire() as connection:
-            await migrate_up(connection, settings.schema_name)
+            await migrate_all(connection, settings.schema_name, self.migration_lines)
+        middlewares = flatten(self.plugin_manager.hook.polyqueue_enqueue_middleware(app=self))
+        self._enqueue_chain = compose(middlewares, self._enqueue)
         environment = BrokerEnvironment(settings, self.database_url, settings.schema_name)
         self._broker = self.broker_class.from_environment(environment)
         await self._broker.start()
@@ -294,8 +309,8 @@ class Polyqueue:
             max_attempts=max_attempts,
             headers=headers,
         )
-        jobs = self.producer.build(self.handler_name(handler), [payload], options)
-        (job_id,) = await self.producer.insert(jobs, connection)
+        context = EnqueueContext(self.handler_name(handler), [payload], options, connection)
+        (job_id,) = await self._enqueue_chain(context)
         return job_id
 
     async def enqueue_many(
@@ -323,8 +338,20 @@ class Polyqueue:
             max_attempts=max_attempts,
             headers=headers,
         )
-        jobs = self.producer.build(self.handler_name(handler), payloads, options)
-        return await self.producer.insert(jobs, connection) if jobs else []
+        if not payloads:
+            return []
+        context = EnqueueContext(self.handler_name(handler), payloads, options, connection)
+        return await self._enqueue_chain(context)
+
+    async def _enqueue(self, context: EnqueueContext) -> list[int]:
+        """The innermost step of the enqueue middleware chain: insert, publish, emit."""
+        jobs = self.producer.build(context.name, context.payloads, context.options)
+        inserted = await self.producer.insert(jobs, context.connection)
+        for row in inserted:
+            if row.created:
+                event = JobEnqueued(row.id, context.name, row.queue, row.status == "scheduled")
+                emit(self.plugin_manager, "polyqueue_job_enqueued", event)
+        return [row.id for row in inserted]
 
     # -- reading ------------------------------------------------------------------------------
 

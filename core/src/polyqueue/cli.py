@@ -1,8 +1,9 @@
-"""The `polyqueue` command line: `demo`, `migrate` and `worker APP` (more groups slot in).
+"""The `polyqueue` command line: `demo`, `migrate`, `worker APP`, `inspect ...`, `admin ...`.
 
-Every command reports a `PolyqueueError` as one `error: ...` line on stderr with exit code 1
-(2 for an APP argument that names no app), never as a traceback. Commands whose output is
-data take `--json`. A new command or group is added with `cli.add_command(...)`.
+Every command reports a `PolyqueueError` as one `error: ...` line on stderr with exit code 1,
+and bad usage (an APP that names no app, an invalid option value) as one such line with exit
+code 2, never as a traceback. Commands whose output is data take `--json`. A new command or
+group is added with `cli.add_command(...)`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from polyqueue.cli_admin import admin
+from polyqueue.cli_inspect import inspect
+from polyqueue.cli_support import open_store
 from polyqueue.demo import run_demo
 from polyqueue.exceptions import PolyqueueError
-from polyqueue.loading import AppImportError, database_url, load_app
+from polyqueue.loading import AppImportError, load_app
 from polyqueue.migrations import migrate_up
 from polyqueue.runner import main as run_app
 from polyqueue.settings import load_settings
 from polyqueue.sql import load_migrations
-from polyqueue.store import JobStore
 
 if TYPE_CHECKING:
     from polyqueue.settings import PolyqueueSettings
@@ -29,23 +32,33 @@ __all__ = ["cli", "main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+_SHOWS_HELP: tuple[type[Exception], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)  # click >= 8.2: how a bare group prints its help
+    if hasattr(click.exceptions, name)
+)
 
 
 class PolyqueueGroup(click.Group):
-    """A click group that turns Polyqueue errors from any subcommand into one clear line."""
+    """A click group that turns errors from any subcommand into one clear line."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the subcommand; report `PolyqueueError` as `error: ...` and exit."""
+        """Run the subcommand; report `PolyqueueError` or bad usage as `error: ...` and exit."""
         try:
             return super().invoke(ctx)
         except AppImportError as exc:
-            _fail(exc, EXIT_USAGE)
+            _fail(str(exc), EXIT_USAGE)
         except PolyqueueError as exc:
-            _fail(exc, EXIT_ERROR)
+            _fail(str(exc), EXIT_ERROR)
+        except click.UsageError as exc:
+            if isinstance(exc, _SHOWS_HELP):
+                raise
+            command = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _fail(exc.format_message().rstrip(".") + command, EXIT_USAGE)
 
 
-def _fail(exc: PolyqueueError, code: int) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -102,16 +115,8 @@ def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
 
 
 async def _migrate(settings: PolyqueueSettings) -> list[int]:
-    async with database_url(settings) as url:
-        store = JobStore(
-            url, settings.schema_name, pool_size=2, connect_timeout=settings.connect_timeout
-        )
-        await store.open()
-        try:
-            async with store.pool.acquire() as connection:
-                return await migrate_up(connection, settings.schema_name)
-        finally:
-            await store.close()
+    async with open_store(settings) as store, store.pool.acquire() as connection:
+        return await migrate_up(connection, settings.schema_name)
 
 
 # -- worker -------------------------------------------------------------------------------------
@@ -137,6 +142,10 @@ def worker(app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_
     """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT."""
     app = load_app(app_spec)
     run_app(app, queues=list(queues) or None, concurrency=concurrency, log_level=log_level.upper())
+
+
+cli.add_command(inspect)
+cli.add_command(admin)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from polyqueue.store import JobStore
@@ -27,6 +27,8 @@ class JobContext:
     headers: dict[str, str]
     worker_id: str
     _store: JobStore = field(repr=False)
+    payload: Any = field(default=None, repr=False)
+    """The validated payload model, for middleware (handlers get it as their argument)."""
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0.0 to 1.0) and a message; also a heartbeat for this job."""

@@ -121,4 +121,4 @@ async def _enqueue_tick(
 
     options = EnqueueOptions(idempotency_key=schedule.idempotency_key(tick))
     jobs = producer.build(schedule.handler, [CronTick(schedule=schedule.name, tick=tick)], options)
-    return await producer.insert(jobs, connection)
+    return [row.id for row in await producer.insert(jobs, connection)]

@@ -6,20 +6,26 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import retry_delay
 from polyqueue.exceptions import SerializationError, TerminalError
-from polyqueue.handlers import encode_result
+from polyqueue.handlers import check_storable
 from polyqueue.job import Outcome
+from polyqueue.middleware import compose
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from polyqueue.context import JobContext
     from polyqueue.handlers import Handler
     from polyqueue.job import ClaimedJob
+    from polyqueue.middleware import DispatchMiddleware
+    from polyqueue.serializers import Serializer
 
 __all__ = ["Executor", "RetryPolicy"]
 
@@ -39,11 +45,22 @@ class RetryPolicy:
 
 
 class Executor:
-    """Calls handlers: async ones on the loop, sync ones in a thread pool."""
+    """Calls handlers through the dispatch middleware: async ones on the loop, sync ones in
+    a thread pool."""
 
-    def __init__(self, retry: RetryPolicy, threads: int) -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        threads: int,
+        handlers: Mapping[str, Handler],
+        serializer: Serializer,
+        middlewares: Sequence[DispatchMiddleware] = (),
+    ) -> None:
         self._retry = retry
+        self._serializer = serializer
+        self._handlers = handlers
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyqueue")
+        self._chain = compose(list(middlewares), self._call)
 
     def close(self) -> None:
         """Stop the thread pool without waiting for stuck sync handlers."""
@@ -51,21 +68,35 @@ class Executor:
 
     async def run(self, handler: Handler, job: ClaimedJob, ctx: JobContext) -> Outcome:
         """Run `job` with `handler`; every exception but cancellation becomes an outcome."""
+        started = time.perf_counter()
+        outcome = await self._run(handler, job, ctx)
+        return replace(outcome, duration=time.perf_counter() - started)
+
+    async def _run(self, handler: Handler, job: ClaimedJob, ctx: JobContext) -> Outcome:
         limit = job.max_run_seconds if job.timeout_strategy != "ignore" else None
         try:
-            payload = handler.decode_payload(job.payload)
+            ctx.payload = handler.decode_payload(job.payload)
             async with asyncio.timeout(limit) as deadline:
-                value = await self._call(handler, payload, ctx)
-            return Outcome(job.id, job.attempt, "succeeded", result=encode_result(value))
+                value = await self._chain(ctx)
+            return Outcome(job.id, job.attempt, "succeeded", result=self._encode(value))
         except TimeoutError as exc:
             if limit is not None and deadline.expired():
-                return self._timed_out(job, limit, exc)
+                return replace(self._timed_out(job, limit, exc), timed_out=True)
             return self.failure(job, exc)
-        except Exception as exc:
+        except Exception as exc:  # any handler error is an outcome
             return self.failure(job, exc)
 
-    async def _call(self, handler: Handler, payload: Any, ctx: JobContext) -> Any:
-        args = (payload, ctx) if handler.takes_context else (payload,)
+    def _encode(self, value: Any) -> str:
+        try:
+            encoded = self._serializer.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(f"the return value: {exc}") from exc
+        check_storable(encoded, "the return value")
+        return encoded
+
+    async def _call(self, ctx: JobContext) -> Any:
+        handler = self._handlers[ctx.name]
+        args = (ctx.payload, ctx) if handler.takes_context else (ctx.payload,)
         if handler.is_async:
             return await handler.function(*args)
         call = functools.partial(contextvars.copy_context().run, handler.function, *args)

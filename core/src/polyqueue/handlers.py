@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from polyqueue.context import JobContext
@@ -21,7 +20,7 @@ from polyqueue.exceptions import (
     TerminalError,
 )
 
-__all__ = ["Handler", "build_handler", "describe_validation_error", "encode_result"]
+__all__ = ["Handler", "build_handler", "check_storable", "describe_validation_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +93,6 @@ def check_size(name: str, encoded: str, limit: int) -> None:
             f"payload for {name!r} is {size} bytes, over the limit of {limit} bytes "
             "(POLYQUEUE_MAX_PAYLOAD_BYTES); store large data elsewhere and pass a reference"
         )
-
-
-def encode_result(value: Any) -> str:
-    """A handler's return value as JSON; `SerializationError` if it cannot be."""
-    try:
-        encoded = pydantic_core.to_json(value).decode()
-    except pydantic_core.PydanticSerializationError as exc:
-        raise SerializationError(
-            f"return value of type {type(value).__name__} is not JSON-serialisable: {exc}"
-        ) from exc
-    check_storable(encoded, "return value")
-    return encoded
 
 
 def check_storable(encoded: str, what: str) -> None:

@@ -138,3 +138,7 @@ class Outcome:
     error_message: str | None = None
     error_traceback: str | None = None
     delay: float = 0.0
+    duration: float = 0.0
+    """Seconds the handler ran (not stored: for metrics and logs)."""
+    timed_out: bool = False
+    """Whether the attempt passed its time limit (not stored: for metrics and logs)."""

@@ -8,35 +8,40 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from polyqueue.exceptions import MigrationError
-from polyqueue.sql import Migration, load_migrations, load_queries
+from polyqueue.sql import CORE_LINE, MigrationLine, load_queries
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["migrate_down", "migrate_up"]
+    from polyqueue.sql import Migration
+
+__all__ = ["migrate_all", "migrate_down", "migrate_up"]
 
 log = logging.getLogger(__name__)
 
 
 async def migrate_up(
-    connection: asyncpg.Connection, schema: str, migrations: Sequence[Migration] | None = None
+    connection: asyncpg.Connection, schema: str, line: MigrationLine = CORE_LINE
 ) -> list[int]:
-    """Apply every migration not yet applied; return the versions applied now (idempotent)."""
-    plan = list(migrations) if migrations is not None else load_migrations(schema)
+    """Apply every migration of `line` not yet applied; return the versions applied now."""
+    plan: Sequence[Migration] = line.migrations(schema)
     sql = load_queries("migrate.sql", schema)
     applied_now: list[int] = []
     try:
         async with connection.transaction():
             await connection.execute(sql["migration_lock"].sql, schema)
             await connection.execute(sql["migration_bootstrap"].sql)
-            done = {row["version"] for row in await connection.fetch(sql["migration_applied"].sql)}
+            applied = await connection.fetch(sql["migration_applied"].sql, line.name)
+            done = {row["version"] for row in applied}
             for migration in plan:
                 if migration.version in done:
                     continue
-                log.info("applying migration %04d_%s", migration.version, migration.name)
+                log.info(
+                    "applying %s migration %04d_%s", line.name, migration.version, migration.name
+                )
                 await connection.execute(migration.up)
                 await connection.execute(
-                    sql["migration_record"].sql, migration.version, migration.name
+                    sql["migration_record"].sql, line.name, migration.version, migration.name
                 )
                 applied_now.append(migration.version)
     except asyncpg.PostgresError as exc:
@@ -44,19 +49,31 @@ async def migrate_up(
     return applied_now
 
 
-async def migrate_down(connection: asyncpg.Connection, schema: str, to_version: int = 0) -> None:
-    """Undo applied migrations newer than `to_version`, newest first."""
-    plan = {m.version: m for m in load_migrations(schema)}
+async def migrate_down(
+    connection: asyncpg.Connection,
+    schema: str,
+    to_version: int = 0,
+    line: MigrationLine = CORE_LINE,
+) -> None:
+    """Undo applied migrations of `line` newer than `to_version`, newest first."""
+    plan = {m.version: m for m in line.migrations(schema)}
     sql = load_queries("migrate.sql", schema)
     try:
         async with connection.transaction():
             await connection.execute(sql["migration_lock"].sql, schema)
             await connection.execute(sql["migration_bootstrap"].sql)
-            done = [row["version"] for row in await connection.fetch(sql["migration_applied"].sql)]
-            for version in sorted(done, reverse=True):
+            applied = await connection.fetch(sql["migration_applied"].sql, line.name)
+            for version in sorted((row["version"] for row in applied), reverse=True):
                 if version <= to_version:
                     break
                 await connection.execute(plan[version].down)
-                await connection.execute(sql["migration_forget"].sql, version)
+                await connection.execute(sql["migration_forget"].sql, line.name, version)
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"reverting schema {schema!r} failed: {exc}") from exc
+
+
+async def migrate_all(
+    connection: asyncpg.Connection, schema: str, lines: Sequence[MigrationLine] = ()
+) -> dict[str, list[int]]:
+    """Apply the core line, then each plugin line; return the versions applied per line."""
+    return {line.name: await migrate_up(connection, schema, line) for line in (CORE_LINE, *lines)}

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from polyqueue import hookspecs
 from polyqueue.exceptions import ConfigurationError, UnknownPluginError
+from polyqueue.sql import CORE_LINE, MigrationLine
 
 if TYPE_CHECKING:
     from polyqueue.broker import Broker
+    from polyqueue.serializers import Serializer
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "broker_classes",
     "check_hookimpls",
     "create_plugin_manager",
+    "emit",
+    "migration_lines",
     "select_broker",
+    "select_serializer",
+    "serializer_classes",
 ]
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "polyqueue"
 DEFAULT_PLUGINS = ("polyqueue.builtins",)
@@ -57,18 +66,27 @@ def _reject_coroutine_hookimpls(manager: pluggy.PluginManager) -> None:
                 )
 
 
-def broker_classes(manager: pluggy.PluginManager) -> dict[str, type[Broker]]:
-    """Every registered broker class by name; a name registered twice is an error."""
-    found: dict[str, type[Broker]] = {}
-    for classes in manager.hook.polyqueue_register_brokers():
+def _by_name(kind: str, results: list[list[Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for classes in results:
         for cls in classes:
             if cls.name in found and found[cls.name] is not cls:
                 raise ConfigurationError(
-                    f"two plugins register a broker named {cls.name!r}: "
+                    f"two plugins register a {kind} named {cls.name!r}: "
                     f"{found[cls.name].__module__} and {cls.__module__}"
                 )
             found[cls.name] = cls
     return found
+
+
+def broker_classes(manager: pluggy.PluginManager) -> dict[str, type[Broker]]:
+    """Every registered broker class by name; a name registered twice is an error."""
+    return _by_name("broker", manager.hook.polyqueue_register_brokers())
+
+
+def serializer_classes(manager: pluggy.PluginManager) -> dict[str, type[Serializer]]:
+    """Every registered serializer class by name; a name registered twice is an error."""
+    return _by_name("serializer", manager.hook.polyqueue_register_serializers())
 
 
 def select_broker(manager: pluggy.PluginManager, name: str) -> type[Broker]:
@@ -77,3 +95,30 @@ def select_broker(manager: pluggy.PluginManager, name: str) -> type[Broker]:
     if name not in classes:
         raise UnknownPluginError("broker (POLYQUEUE_QUEUE_BACKEND)", name, list(classes))
     return classes[name]
+
+
+def select_serializer(manager: pluggy.PluginManager, name: str) -> Serializer:
+    """A serializer of the class registered as `name`; `UnknownPluginError` otherwise."""
+    classes = serializer_classes(manager)
+    if name not in classes:
+        raise UnknownPluginError("serializer (POLYQUEUE_SERIALIZER)", name, list(classes))
+    return classes[name]()
+
+
+def migration_lines(manager: pluggy.PluginManager) -> list[MigrationLine]:
+    """Plugin migration lines, in registration order; a duplicate name is an error."""
+    lines = [line for result in manager.hook.polyqueue_register_migrations() for line in result]
+    names = [line.name for line in lines]
+    if len(set(names)) != len(names) or CORE_LINE.name in names:
+        raise ConfigurationError(f"migration line names must be unique, got {names}")
+    return lines
+
+
+def emit(manager: pluggy.PluginManager, hook_name: str, event: object) -> None:
+    """Call every implementation of a metrics hook with `event`; one that raises is logged
+    and skipped, so a broken metrics plugin never breaks a job."""
+    for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        try:
+            impl.function(event=event)
+        except Exception:
+            log.warning("metrics hook %s of %s failed", hook_name, impl.plugin_name, exc_info=True)

@@ -107,8 +107,10 @@ class Producer:
             for payload in payloads
         ]
 
-    async def insert(self, jobs: Sequence[NewJob], connection: Executor | None) -> list[int]:
-        """Insert `jobs` and make sure their notices follow; return the ids in order."""
+    async def insert(
+        self, jobs: Sequence[NewJob], connection: Executor | None
+    ) -> list[InsertedJob]:
+        """Insert `jobs` and make sure their notices follow; return the rows in order."""
         if connection is not None:
             inserted = await self._insert_in(connection, jobs)
         else:
@@ -119,7 +121,7 @@ class Producer:
                     await self._broker.publish_in(own, messages)
                     messages = []
             await self._publisher.publish(messages)
-        return [row.id for row in inserted]
+        return inserted
 
     async def _insert_in(self, connection: Executor, jobs: Sequence[NewJob]) -> list[InsertedJob]:
         inserted = await self._store.job_insert_many(jobs, connection)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
+
+from polyqueue.logs import configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,10 +21,14 @@ def main(
     metrics: object | None = None,
     queues: Sequence[str] | None = None,
     concurrency: int | None = None,
-    log_level: str = "INFO",
+    log_level: str | None = None,
 ) -> None:
-    """Start `app`, run a worker until SIGTERM/SIGINT, and close everything cleanly."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Start `app`, run a worker until SIGTERM/SIGINT, and close everything cleanly.
+
+    Logging goes to stderr at `log_level` (default: the `log_level` setting), as text or
+    JSON lines per the `log_format` setting, with the job's fields on every line.
+    """
+    configure_logging(log_level or app.settings.log_level, app.settings.log_format)
     if metrics is not None:
         app.add_plugin(metrics)
 

@@ -64,6 +64,12 @@ class PolyqueueSettings(BaseSettings):
     """How long a stopping worker lets in-flight jobs finish before giving them back."""
     scheduler_interval: float = Field(default=1.0, gt=0)
     """Longest wait between checks for due `scheduled` jobs."""
+    serializer: str = "json"
+    """How results are encoded: `json` (pydantic-core), `orjson`, or a plugin's."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines of `polyqueue worker` / `polyqueue.main`: `text`, or one JSON object each."""
+    log_level: str = "INFO"
+    """Log level of `polyqueue worker` / `polyqueue.main`."""
     maintenance: bool = True
     """Whether workers take part in maintenance (one leader per round, cluster-wide)."""
     maintenance_interval: float = Field(default=5.0, gt=0)

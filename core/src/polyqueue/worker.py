@@ -16,9 +16,12 @@ from polyqueue.context import JobContext
 from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
 from polyqueue.executor import Executor, RetryPolicy
 from polyqueue.listener import Listener
+from polyqueue.logs import job_fields
 from polyqueue.maintenance import Maintenance
+from polyqueue.middleware import flatten
 from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 from polyqueue.outcomes import OutcomeWriter
+from polyqueue.reporting import report_finished, report_started
 from polyqueue.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -58,8 +61,13 @@ class Worker:
         self.queues = list(queues)
         self.concurrency = concurrency
         settings = app.settings
+        middlewares = flatten(app.plugin_manager.hook.polyqueue_dispatch_middleware(app=app))
         self._executor = Executor(
-            RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max), concurrency
+            RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
+            concurrency,
+            app.handlers,
+            app.serializer,
+            middlewares,
         )
         self._running: dict[int, _Running] = {}
         self._slot_freed = asyncio.Event()
@@ -222,6 +230,11 @@ class Worker:
     # -- running ------------------------------------------------------------------------------
 
     async def _run_job(self, job: ClaimedJob, delivery: Delivery) -> None:
+        fields = {"job_id": job.id, "handler": job.name, "queue": job.queue}
+        with job_fields(**fields, attempt=job.attempt, worker_id=self.id):
+            await self._run_and_record(job, delivery)
+
+    async def _run_and_record(self, job: ClaimedJob, delivery: Delivery) -> None:
         try:
             outcome = await self._execute(job)
         except asyncio.CancelledError:
@@ -230,19 +243,14 @@ class Worker:
             return
         self._running[job.id].recording = True  # from here on the task is not cancelled
         self._slot_freed.set()
+        report_finished(self.app.plugin_manager, job, outcome, self.id)
         try:
             current = await self._writer.record(outcome, delivery)
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
-        log.info(
-            "job %s %s attempt %d: %s%s",
-            job.id,
-            job.name,
-            job.attempt,
-            outcome.status,
-            "" if current else " (fenced off: the job was taken away from this worker)",
-        )
+        if not current:
+            log.warning("outcome fenced off: the job was taken away from this worker")
 
     async def _execute(self, job: ClaimedJob) -> Outcome:
         handler = self.app.handlers.get(job.name)
@@ -260,7 +268,7 @@ class Worker:
             worker_id=self.id,
             _store=self.app.store,
         )
-        log.info("job %s %s attempt %d: started", job.id, job.name, job.attempt)
+        report_started(self.app.plugin_manager, job, self.id)
         return await self._executor.run(handler, job, ctx)
 
     async def _after_cancel(self, job: ClaimedJob, delivery: Delivery) -> None:

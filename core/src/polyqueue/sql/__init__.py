@@ -6,7 +6,15 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["Migration", "Query", "load_migrations", "load_queries", "quote_identifier"]
+__all__ = [
+    "CORE_LINE",
+    "Migration",
+    "MigrationLine",
+    "Query",
+    "load_migrations",
+    "load_queries",
+    "quote_identifier",
+]
 
 _HEADER = re.compile(r"^-- name: (?P<name>\w+) :(?P<kind>one|many|exec)\s*$")
 _TRANSITION = re.compile(r"^-- transition: (?P<sources>[\w, ]+) -> (?P<targets>[\w| ]+)\s*$")
@@ -33,6 +41,23 @@ class Migration:
     name: str
     up: str
     down: str
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationLine:
+    """A package's numbered migrations, recorded in the ledger under `name`."""
+
+    name: str
+    package: str
+    """An importable package with a `migrations/` directory of `NNNN_name.up.sql` files."""
+
+    def migrations(self, schema: str) -> list[Migration]:
+        """This line's migrations for `schema`, in version order."""
+        return load_migrations(schema, package=self.package)
+
+
+CORE_LINE = MigrationLine("polyqueue", __name__)
+"""The core's own migrations (jobs, workers, the postgres broker, cron)."""
 
 
 def quote_identifier(name: str) -> str:

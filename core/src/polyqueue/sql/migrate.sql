@@ -8,19 +8,21 @@ SELECT pg_advisory_xact_lock(hashtext('polyqueue.migrate:' || $1));
 -- Create the schema and the ledger of applied migrations if missing.
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.migrations (
-    version    integer PRIMARY KEY,
+    line       text NOT NULL,
+    version    integer NOT NULL,
     name       text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (line, version)
 );
 
 -- name: migration_applied :many
--- Versions already applied, in order.
-SELECT version FROM {schema}.migrations ORDER BY version;
+-- Versions of line $1 already applied, in order.
+SELECT version FROM {schema}.migrations WHERE line = $1 ORDER BY version;
 
 -- name: migration_record :exec
--- Record one applied version.
-INSERT INTO {schema}.migrations (version, name) VALUES ($1, $2);
+-- Record one applied version of a line.
+INSERT INTO {schema}.migrations (line, version, name) VALUES ($1, $2, $3);
 
 -- name: migration_forget :exec
--- Forget one version after its down migration ran.
-DELETE FROM {schema}.migrations WHERE version = $1;
+-- Forget one version of a line after its down migration ran.
+DELETE FROM {schema}.migrations WHERE line = $1 AND version = $2;

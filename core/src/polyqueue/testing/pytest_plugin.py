@@ -7,8 +7,12 @@ existing server instead of the embedded one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -29,12 +33,35 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMA = "polyqueue"
 
 
+@contextlib.contextmanager
+def _server_directory() -> Iterator[Path]:
+    """A fresh directory outside pytest's `pytest-of-<user>` tree.
+
+    As root, the embedded server runs as an unprivileged user that must traverse every parent
+    of its data directory; pytest resets `pytest-of-<user>` to mode 0700 whenever a session
+    (or an xdist worker) starts, which would lock a running server out of its own files.
+    """
+    path = Path(tempfile.mkdtemp(prefix="polyqueue-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def polyqueue_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def polyqueue_postgres() -> Iterator[PostgresServer]:
     """A running PostgreSQL for the whole session."""
-    server = start_postgres_server(tmp_path_factory.mktemp("polyqueue-postgres"))
-    yield server
-    stop_postgres_server(server)
+    with _server_directory() as directory:
+        server = start_postgres_server(directory)
+        yield server
+        stop_postgres_server(server)
+
+
+@pytest.fixture
+def polyqueue_server_dir() -> Iterator[Path]:
+    """A directory for a test's own embedded PostgreSQL (not under pytest's tmp_path)."""
+    with _server_directory() as directory:
+        yield directory
 
 
 @pytest.fixture(scope="session")
