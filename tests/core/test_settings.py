@@ -63,7 +63,9 @@ def test_a_bad_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_an_unknown_backend_lists_the_available_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLYQUEUE_QUEUE_BACKEND", "rabbit")
-    with pytest.raises(UnknownPluginError, match=r"POLYQUEUE_QUEUE_BACKEND.*'rabbit'; available: ") as caught:
+    with pytest.raises(
+        UnknownPluginError, match=r"POLYQUEUE_QUEUE_BACKEND.*'rabbit'; available: "
+    ) as caught:
         Polyqueue()
     assert {"none", "postgres"} <= set(caught.value.available)
 
