@@ -31,7 +31,8 @@ async def clean_database(polyqueue_database_url: str) -> str:
     connection = await asyncpg.connect(polyqueue_database_url)
     try:
         await connection.execute(
-            "TRUNCATE polyqueue.jobs, polyqueue.workers, polyqueue.broker_messages"
+            "TRUNCATE polyqueue.jobs, polyqueue.workers, polyqueue.broker_messages,"
+            " polyqueue.cron_schedules"
         )
     finally:
         await connection.close()

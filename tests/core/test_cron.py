@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -124,27 +123,19 @@ def test_two_schedules_cannot_share_a_name() -> None:
 
 def test_a_seconds_field_is_accepted() -> None:
     schedule = CronSchedule("every_second", "* * * * * *", "h")
-    assert schedule.ticks_between(at(0, 0, 0), at(0, 0, 3)) == [
-        at(0, 0, 1),
-        at(0, 0, 2),
-        at(0, 0, 3),
-    ]
+    assert schedule.due_ticks(at(0, 0, 0), at(0, 0, 3)) == (at(0, 0, 1), at(0, 0, 3))
 
 
 # -- ticks ------------------------------------------------------------------------------------
 
 
-def test_ticks_between_excludes_the_start_and_includes_the_end() -> None:
+def test_due_ticks_excludes_the_start_and_includes_the_end() -> None:
     schedule = CronSchedule("quarterly", "*/15 * * * *", "h")
 
-    assert schedule.ticks_between(at(0, 0), at(1, 0)) == [
-        at(0, 15),
-        at(0, 30),
-        at(0, 45),
-        at(1, 0),
-    ]
-    assert schedule.ticks_between(at(0, 0, 30), at(0, 14, 59)) == []
-    assert schedule.ticks_between(at(0, 15), at(0, 15)) == []
+    assert schedule.due_ticks(at(0, 0), at(1, 0)) == (at(0, 15), at(1, 0))
+    assert schedule.due_ticks(at(0, 0), at(0, 15)) == (at(0, 15), at(0, 15))
+    assert schedule.due_ticks(at(0, 0, 30), at(0, 14, 59)) is None
+    assert schedule.due_ticks(at(0, 15), at(0, 15)) is None
 
 
 def test_latest_tick_is_at_or_before_now() -> None:
@@ -160,26 +151,13 @@ def test_the_idempotency_key_is_name_and_iso_tick() -> None:
     assert schedule.idempotency_key(at(5)) == "cron:reports.digest:2030-01-01T05:00:00+00:00"
 
 
-def test_ticks_between_a_long_gap_keeps_only_the_latest_ticks() -> None:
+def test_a_schedule_far_behind_jumps_to_its_latest_tick() -> None:
     schedule = CronSchedule("every_second", "* * * * * *", "h")
-    ticks = schedule.ticks_between(at(0), at(4))  # 14400 ticks, over MAX_TICKS_SCANNED
-    assert ticks[-1] == at(4)
-    assert len(ticks) <= 10_001
-
-
-def test_a_schedule_far_behind_does_not_scan_every_missed_tick() -> None:
-    """`MAX_TICKS_SCANNED`: "a schedule far behind jumps to its latest tick instead".
-
-    A per-second schedule two days behind has 172,800 missed ticks. Scanning them one by one
-    with croniter takes seconds (~20 us a tick), inside the maintenance transaction that holds
-    the lock; jumping to the latest tick takes well under a millisecond.
-    """
-    schedule = CronSchedule("every_second", "* * * * * *", "h")
-    started = time.perf_counter()
-    ticks = schedule.ticks_between(at(0) - timedelta(days=2), at(0))
-    elapsed = time.perf_counter() - started
-    assert ticks[-1] == at(0)
-    assert elapsed < 1.0, f"scanning a 2-day gap took {elapsed:.1f}s"
+    # 172,800 missed ticks: only the first and the latest matter for firing.
+    assert schedule.due_ticks(at(0) - timedelta(days=2), at(0)) == (
+        at(0) - timedelta(days=2) + timedelta(seconds=1),
+        at(0),
+    )
 
 
 # -- firing -----------------------------------------------------------------------------------

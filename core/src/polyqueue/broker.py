@@ -102,7 +102,9 @@ class Broker(abc.ABC):
     """
 
     name: ClassVar[str]
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
+    """Class-wide usually; an instance may narrow it from its settings (e.g. a broker that is
+    transactional only when it shares the jobs database)."""
 
     def __init__(self, *, lease_seconds: float = 30.0) -> None:
         self.lease_seconds = lease_seconds

@@ -23,7 +23,6 @@ __all__ = ["CronSchedule", "CronTick", "Misfire", "fire_due"]
 log = logging.getLogger(__name__)
 
 Misfire = Literal["skip", "run_once"]
-MAX_TICKS_SCANNED = 10_000  # a schedule far behind jumps to its latest tick instead
 
 
 class CronTick(BaseModel):
@@ -54,15 +53,16 @@ class CronSchedule:
                 f"cron schedule {self.name!r}: misfire must be 'skip' or 'run_once'"
             )
 
-    def ticks_between(self, after: datetime, until: datetime) -> list[datetime]:
-        """Ticks in `(after, until]`, oldest first (at most the last `MAX_TICKS_SCANNED`)."""
-        ticks: list[datetime] = []
-        iterator = croniter(self.expression, after)
-        while (tick := iterator.get_next(datetime)) <= until:
-            ticks.append(tick)
-            if len(ticks) > MAX_TICKS_SCANNED:
-                del ticks[:-1]
-        return ticks
+    def due_ticks(self, after: datetime, until: datetime) -> tuple[datetime, datetime] | None:
+        """The first and the latest tick in `(after, until]`, or None if there is none.
+
+        Constant time however far behind the schedule is (a per-second schedule two days
+        behind has 172,800 ticks): firing only needs the latest, and whether it is the first.
+        """
+        first: datetime = croniter(self.expression, after).get_next(datetime)
+        if first > until:
+            return None
+        return first, self.latest_tick(until)
 
     def latest_tick(self, now: datetime) -> datetime:
         """The most recent tick at or before `now`."""
@@ -100,15 +100,15 @@ async def fire_due(
                 schedule.name, schedule.expression, schedule.latest_tick(now), connection
             )
             continue
-        ticks = schedule.ticks_between(last, now)
-        if not ticks:
+        due = schedule.due_ticks(last, now)
+        if due is None:
             continue
-        tick = ticks[-1]
+        first, tick = due
         if schedule.misfire == "run_once" or (now - tick).total_seconds() <= grace:
             fired += await _enqueue_tick(schedule, tick, producer, connection)
-        if len(ticks) > 1:
+        if first != tick:
             log.info(
-                "cron %s: %d missed ticks (%s)", schedule.name, len(ticks) - 1, schedule.misfire
+                "cron %s: ticks from %s were missed (%s)", schedule.name, first, schedule.misfire
             )
         await store.cron_advance(schedule.name, schedule.expression, tick, connection)
     return fired

@@ -15,8 +15,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from polyqueue.cron import fire_due
+from polyqueue.events import QueueDepth
 from polyqueue.exceptions import PolyqueueError
 from polyqueue.notices import notice_message
+from polyqueue.plugins import emit
+from polyqueue.status import FINISHED, JobStatus
 
 if TYPE_CHECKING:
     from polyqueue.app import Polyqueue
@@ -28,6 +31,7 @@ __all__ = ["Maintenance", "MaintenanceReport"]
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # rows per service per round; a backlog is worked off over several rounds
+UNFINISHED = [status.value for status in JobStatus if status not in FINISHED]
 
 
 @dataclass(slots=True)
@@ -71,6 +75,8 @@ class Maintenance:
             if not await store.maintenance_lock(app.settings.schema_name, connection):
                 return report
             report.leader = True
+            idle_timeout = max(5.0, 2 * app.settings.maintenance_interval)
+            await store.maintenance_guard(idle_timeout, connection)
             messages += await self._recover(connection, report)
             messages += await self._republish(connection, report)
             report.pruned = await self._prune(connection)
@@ -79,7 +85,21 @@ class Maintenance:
                 await app.broker.publish_in(connection, messages)
                 messages = []
         await app.publisher.publish(messages)
+        await self._sample_depth()
         return report
+
+    async def _sample_depth(self) -> None:
+        """Emit the queue-depth event per queue and unfinished status, zeros included (so a
+        drained queue reads 0); skipped when no plugin implements the hook."""
+        manager = self._app.plugin_manager
+        if not manager.hook.polyqueue_queue_depth.get_hookimpls():
+            return
+        rows = await self._app.store.job_stats(60.0)
+        counts = {(row["queue"], row["status"]): row["jobs"] for row in rows}
+        for queue in sorted({row["queue"] for row in rows}):
+            for status in UNFINISHED:
+                event = QueueDepth(queue, status, counts.get((queue, status), 0))
+                emit(manager, "polyqueue_queue_depth", event)
 
     async def _recover(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
         settings, store = self._app.settings, self._app.store

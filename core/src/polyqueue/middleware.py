@@ -62,9 +62,10 @@ EnqueueMiddleware = Callable[
 
 
 def flatten(results: Iterable[Any]) -> list[Any]:
-    """Hook results (a middleware, a list of them, or None per plugin) as one flat list."""
+    """Hook results (a middleware, a list of them, or None per plugin) as one flat list, in
+    plugin registration order (pluggy returns the last registered plugin's result first)."""
     flat: list[Any] = []
-    for result in results:
+    for result in reversed(list(results)):
         if result is None:
             continue
         flat.extend(result if isinstance(result, list) else [result])

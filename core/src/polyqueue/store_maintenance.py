@@ -28,6 +28,11 @@ class MaintenanceQueries:
             leader: bool = await executor.fetchval(self._sql["maintenance_lock"], schema)
         return leader
 
+    async def maintenance_guard(self, idle_timeout: float, executor: Executor) -> None:
+        """Let the server end this transaction's session after `idle_timeout` idle seconds."""
+        with translate_errors("maintenance guard"):
+            await executor.execute(self._sql["maintenance_guard"], str(int(idle_timeout * 1000)))
+
     async def worker_reap(self, stale_after: float, executor: Executor) -> list[str]:
         """Mark workers silent for `stale_after` seconds dead; return their ids."""
         with translate_errors("reap workers"):

@@ -40,7 +40,7 @@ class InProcessBroker(Broker):
     """Messages live in this process only, with leases like a networked broker's."""
 
     name: ClassVar[str] = "none"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         max_batch=10_000,
         native_delay=True,
         max_delay_seconds=float("inf"),

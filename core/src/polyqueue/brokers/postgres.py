@@ -25,7 +25,7 @@ class PostgresBroker(Broker):
     """Claims with `FOR UPDATE SKIP LOCKED`; publishes inside the caller's transaction."""
 
     name: ClassVar[str] = "postgres"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         max_batch=1000,
         native_delay=True,
         max_delay_seconds=float("inf"),

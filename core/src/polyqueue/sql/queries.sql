@@ -229,6 +229,11 @@ SELECT pg_notify($1, $2);
 -- Try to become this round's maintenance leader (held until the transaction ends).
 SELECT pg_try_advisory_xact_lock(hashtext('polyqueue.maintenance:' || $1)) AS leader;
 
+-- name: maintenance_guard :exec
+-- End this round's session if it idles $1 ms inside its transaction (a leader whose event
+-- loop is blocked), so the lock is released and another worker can lead.
+SELECT set_config('idle_in_transaction_session_timeout', $1, true);
+
 -- name: worker_reap :many
 -- Mark running workers with no heartbeat for $1 seconds dead.
 UPDATE {schema}.workers

@@ -142,14 +142,14 @@ class BrokerContract:
         await broker.ack(got)
 
     async def test_priority_orders_delivery_when_declared(self, broker: Broker) -> None:
-        if not broker.capabilities.priority:
-            pytest.skip(f"broker {broker.name!r} does not declare priority")
         queue = _queue()
         await broker.publish(
             [Message(queue, b"low", priority=0), Message(queue, b"high", priority=9)]
         )
         got = await receive_until(broker, [queue], 2)
-        assert got[0].body == b"high"
+        assert sorted(d.body for d in got) == [b"high", b"low"]  # both arrive, whatever order
+        if broker.capabilities.priority:
+            assert got[0].body == b"high"
         await broker.ack(got)
 
     async def test_close_while_receiving_returns(self, broker: Broker) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from polyqueue.broker import Broker, Capabilities, Delivery, Message
+from polyqueue.broker import Broker, Delivery, Message
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,7 +20,7 @@ class RecordingBroker(Broker):
     def __init__(self, inner: Broker) -> None:
         super().__init__(lease_seconds=inner.lease_seconds)
         self.inner = inner
-        self.capabilities: Capabilities = inner.capabilities  # type: ignore[misc]
+        self.capabilities = inner.capabilities
         self.published: list[Message] = []
         self.acked: list[Delivery] = []
         self.nacked: list[tuple[Delivery, float]] = []

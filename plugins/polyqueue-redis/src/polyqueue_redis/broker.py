@@ -30,7 +30,7 @@ class RedisBroker(Broker):
     """
 
     name: ClassVar[str] = "redis"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         max_batch=1000,
         native_delay=True,
         max_delay_seconds=float("inf"),
