@@ -28,6 +28,7 @@ from polyqueue.migrations import migrate_all
 from polyqueue.notices import notice_message
 from polyqueue.plugins import (
     check_hookimpls,
+    check_plugin,
     create_plugin_manager,
     emit,
     migration_lines,
@@ -96,8 +97,13 @@ class Polyqueue:
 
     def add_plugin(self, plugin: object) -> None:
         """Register a plugin object (metrics, middleware...) after construction."""
+        check_plugin(self.plugin_manager, plugin)
         self.plugin_manager.register(plugin)
-        check_hookimpls(self.plugin_manager)
+        try:
+            check_hookimpls(self.plugin_manager)
+        except ConfigurationError:
+            self.plugin_manager.unregister(plugin)
+            raise
 
     # -- handlers -----------------------------------------------------------------------------
 

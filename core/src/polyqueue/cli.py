@@ -20,10 +20,10 @@ from polyqueue.cli_support import open_store
 from polyqueue.demo import run_demo
 from polyqueue.exceptions import PolyqueueError
 from polyqueue.loading import AppImportError, load_app
-from polyqueue.migrations import migrate_up
+from polyqueue.migrations import migrate_all, migration_labels
+from polyqueue.plugins import create_plugin_manager, migration_lines
 from polyqueue.runner import main as run_app
 from polyqueue.settings import load_settings
-from polyqueue.sql import load_migrations
 
 if TYPE_CHECKING:
     from polyqueue.settings import PolyqueueSettings
@@ -98,9 +98,7 @@ def demo(jobs: int, concurrency: int, backend: str | None) -> None:
 def migrate(schema: str | None, as_json: bool) -> None:
     """Apply the migrations the database has not seen yet (safe to run again)."""
     settings = load_settings(**({"schema_name": schema} if schema else {}))
-    versions = asyncio.run(_migrate(settings))
-    names = {m.version: f"{m.version:04d}_{m.name}" for m in load_migrations(settings.schema_name)}
-    applied = [names[version] for version in versions]
+    applied = asyncio.run(_migrate(settings))
     _report_migrations(settings.schema_name, applied, as_json)
 
 
@@ -114,9 +112,12 @@ def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
         click.echo(f"applied {name} to schema {schema!r}")
 
 
-async def _migrate(settings: PolyqueueSettings) -> list[int]:
+async def _migrate(settings: PolyqueueSettings) -> list[str]:
+    """The core's migrations, then every plugin's migration line; labels of those applied."""
+    lines = migration_lines(create_plugin_manager())
     async with open_store(settings) as store, store.pool.acquire() as connection:
-        return await migrate_up(connection, settings.schema_name)
+        applied = await migrate_all(connection, settings.schema_name, lines)
+    return migration_labels(settings.schema_name, applied, lines)
 
 
 # -- worker -------------------------------------------------------------------------------------

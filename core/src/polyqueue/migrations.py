@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from polyqueue.sql import Migration
 
-__all__ = ["migrate_all", "migrate_down", "migrate_up"]
+__all__ = ["migrate_all", "migrate_down", "migrate_up", "migration_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +77,15 @@ async def migrate_all(
 ) -> dict[str, list[int]]:
     """Apply the core line, then each plugin line; return the versions applied per line."""
     return {line.name: await migrate_up(connection, schema, line) for line in (CORE_LINE, *lines)}
+
+
+def migration_labels(
+    schema: str, applied: dict[str, list[int]], lines: Sequence[MigrationLine] = ()
+) -> list[str]:
+    """`0001_initial` for the core's versions, `<line>:0001_name` for a plugin's."""
+    labels = []
+    for line in (CORE_LINE, *lines):
+        names = {m.version: f"{m.version:04d}_{m.name}" for m in line.migrations(schema)}
+        prefix = "" if line is CORE_LINE else f"{line.name}:"
+        labels += [prefix + names[version] for version in applied.get(line.name, [])]
+    return labels

@@ -20,6 +20,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "broker_classes",
     "check_hookimpls",
+    "check_plugin",
     "create_plugin_manager",
     "emit",
     "migration_lines",
@@ -42,6 +43,7 @@ def create_plugin_manager(*extra: object) -> pluggy.PluginManager:
         manager.register(__import__(module_name, fromlist=["_"]), name=module_name)
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in extra:
+        check_plugin(manager, plugin)
         manager.register(plugin)
     check_hookimpls(manager)
     return manager
@@ -50,7 +52,23 @@ def create_plugin_manager(*extra: object) -> pluggy.PluginManager:
 def check_hookimpls(manager: pluggy.PluginManager) -> None:
     """Refuse `async def` hookimpls and hookimpls of unknown hooks."""
     _reject_coroutine_hookimpls(manager)
-    manager.check_pending()
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigurationError(f"invalid plugin {exc.plugin!r}: {exc}") from exc
+
+
+def check_plugin(manager: pluggy.PluginManager, plugin: object) -> None:
+    """Refuse a plugin with an `async def` hookimpl before it is registered (a historic hook
+    would otherwise be called at once and its coroutine never awaited)."""
+    for name in dir(plugin):
+        if manager.parse_hookimpl_opts(plugin, name) is None:
+            continue
+        if inspect.iscoroutinefunction(getattr(plugin, name)):
+            raise ConfigurationError(
+                f"plugin {plugin!r} implements {name} with `async def`; hooks are plain "
+                "functions (return objects that do async work instead)"
+            )
 
 
 def _reject_coroutine_hookimpls(manager: pluggy.PluginManager) -> None:

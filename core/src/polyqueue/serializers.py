@@ -61,7 +61,8 @@ class OrjsonSerializer(Serializer):
     def dumps(self, value: Any) -> str:
         """Encode with orjson; pydantic models and other types go through pydantic-core."""
         try:
-            encoded: bytes = self._orjson.dumps(value, default=_fallback)
+            option = self._orjson.OPT_PASSTHROUGH_DATETIME  # datetimes as pydantic writes them
+            encoded: bytes = self._orjson.dumps(value, default=_fallback, option=option)
         except TypeError as exc:
             raise SerializationError(
                 f"a {type(value).__name__} is not JSON-serialisable: {exc}"
