@@ -37,6 +37,9 @@ class Capabilities:
     """`Message.priority` orders delivery within a queue."""
     transactional_publish: bool = False
     """`publish_in(connection, ...)` publishes inside the caller's PostgreSQL transaction."""
+    transactional_ack: bool = False
+    """`ack_in(connection, ...)` acks inside the transaction that records the outcomes (one
+    commit for both, when the broker lives in the jobs database)."""
     in_process: bool = False
     """Messages never leave this process: producer and worker must share the app object."""
 
@@ -128,6 +131,12 @@ class Broker(abc.ABC):
         """Publish inside the caller's PostgreSQL transaction on `connection`."""
         raise UnsupportedCapabilityError(
             f"broker {self.name!r} cannot publish inside a transaction", broker=self.name
+        )
+
+    async def ack_in(self, connection: Any, deliveries: Sequence[Delivery]) -> None:  # noqa: ARG002
+        """Ack inside the caller's PostgreSQL transaction on `connection`."""
+        raise UnsupportedCapabilityError(
+            f"broker {self.name!r} cannot ack inside a transaction", broker=self.name
         )
 
     @abc.abstractmethod

@@ -8,7 +8,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from polyqueue.backoff import Backoff
-from polyqueue.exceptions import BrokerError, DatabaseUnavailableError, StoreError
+from polyqueue.exceptions import (
+    BrokerError,
+    BrokerUnavailableError,
+    DatabaseUnavailableError,
+    PolyqueueError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,20 +68,22 @@ class OutcomeWriter:
         self._ready.set()
 
     async def _write(self, batch: list[_Pending]) -> None:
+        deliveries = [delivery for _, delivery, _ in batch]
         try:
-            current = await self._write_until_stored([outcome for outcome, _, _ in batch])
-        except StoreError as exc:
+            current = await self._write_until_stored([o for o, _, _ in batch], deliveries)
+        except (StoreError, BrokerError) as exc:
             if len(batch) > 1:  # one bad outcome must not hold back the others
                 for pending in batch:
                     await self._write([pending])
                 return
             current = await self._write_replacement(batch[0], exc)
-        await self._ack([delivery for _, delivery, _ in batch])
+        if not self._broker.capabilities.transactional_ack:
+            await self._ack(deliveries)
         for outcome, _, future in batch:
             if not future.done():
                 future.set_result(outcome.job_id in current)
 
-    async def _write_replacement(self, pending: _Pending, error: StoreError) -> set[int]:
+    async def _write_replacement(self, pending: _Pending, error: PolyqueueError) -> set[int]:
         """Fail the job with the reason its outcome was refused, so it cannot stay running."""
         outcome, _, future = pending
         log.error("job %s: outcome refused by the database: %s", outcome.job_id, error)
@@ -88,18 +96,20 @@ class OutcomeWriter:
             error_traceback=None,
         )
         try:
-            return await self._write_until_stored([failed])
-        except StoreError as exc:
+            return await self._write_until_stored([failed], [pending[1]])
+        except (StoreError, BrokerError) as exc:
             if not future.done():
                 future.set_exception(exc)
             return set()
 
-    async def _write_until_stored(self, outcomes: list[Outcome]) -> set[int]:
+    async def _write_until_stored(
+        self, outcomes: list[Outcome], deliveries: list[Delivery]
+    ) -> set[int]:
         backoff = Backoff(base=0.05, cap=2.0)
         while True:
             try:
-                rows = await self._store.job_complete_many(outcomes)
-            except DatabaseUnavailableError as exc:
+                rows = await self._store_once(outcomes, deliveries)
+            except (DatabaseUnavailableError, BrokerUnavailableError) as exc:
                 log.warning("database unavailable, retrying %d outcomes: %s", len(outcomes), exc)
                 await backoff.sleep()
                 continue
@@ -107,6 +117,17 @@ class OutcomeWriter:
                 if run_at is not None:
                     self._on_scheduled(run_at)
             return set(rows)
+
+    async def _store_once(
+        self, outcomes: list[Outcome], deliveries: list[Delivery]
+    ) -> dict[int, datetime | None]:
+        """One commit: the outcomes, and the acks too when the broker can join it."""
+        if not self._broker.capabilities.transactional_ack:
+            return await self._store.job_complete_many(outcomes)
+        async with self._store.transaction() as connection:
+            rows = await self._store.job_complete_many(outcomes, connection)
+            await self._broker.ack_in(connection, deliveries)
+        return rows
 
     async def _ack(self, deliveries: list[Delivery]) -> None:
         try:

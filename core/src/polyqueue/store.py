@@ -141,7 +141,9 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             )
         return [ClaimedJob.from_row(row) for row in rows]
 
-    async def job_complete_many(self, outcomes: Sequence[Outcome]) -> dict[int, datetime | None]:
+    async def job_complete_many(
+        self, outcomes: Sequence[Outcome], executor: Executor | None = None
+    ) -> dict[int, datetime | None]:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
         fenced off), each with its `run_at` if it was scheduled for a retry."""
         columns = (
@@ -155,7 +157,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             [o.delay for o in outcomes],
         )
         with translate_errors("record outcomes"):
-            rows = await self.pool.fetch(self._sql["job_complete_many"], *columns)
+            rows = await (executor or self.pool).fetch(self._sql["job_complete_many"], *columns)
         return {row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows}
 
     async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:

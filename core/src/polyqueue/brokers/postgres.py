@@ -31,6 +31,7 @@ class PostgresBroker(Broker):
         max_delay_seconds=float("inf"),
         priority=True,
         transactional_publish=True,
+        transactional_ack=True,
     )
 
     def __init__(self, url: str, schema: str, *, lease_seconds: float = 30.0) -> None:
@@ -128,6 +129,12 @@ class PostgresBroker(Broker):
                 await self._require_pool().execute(
                     self._sql["message_delete_many"], *_receipts(deliveries)
                 )
+
+    async def ack_in(self, connection: Any, deliveries: Sequence[Delivery]) -> None:
+        """Delete the delivered rows on `connection`: gone if and only if it commits."""
+        if deliveries:
+            with self._translate():
+                await connection.execute(self._sql["message_delete_many"], *_receipts(deliveries))
 
     async def nack(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
         """Make the rows available again after `delay`."""
