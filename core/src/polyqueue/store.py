@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
     from asyncpg import Connection, Record
 
-__all__ = ["CONNECTION_ERRORS", "Executor", "InsertedJob", "JobStore", "describe_url"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Executor",
+    "InsertedJob",
+    "JobStore",
+    "describe_url",
+    "keep_session",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,14 @@ def describe_url(url: str) -> str:
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
     return f"postgresql://{parts.username or ''}@{host}{port}{parts.path}"
+
+
+async def keep_session(_connection: Connection) -> None:
+    """Pool reset that skips asyncpg's `RESET ALL; UNLISTEN *; ...` round trip on every
+    release (asyncpg still rolls back an open transaction first). Polyqueue keeps no session
+    state on pooled connections (its settings are `SET LOCAL`, its locks transaction-scoped),
+    so a release costs nothing; code borrowing a pooled connection must not leave session
+    state behind either."""
 
 
 class InsertedJob:
@@ -73,6 +88,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
                     max_size=self._pool_size,
                     timeout=self._connect_timeout,
                     command_timeout=None,
+                    reset=keep_session,
                 )
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseUnavailableError(

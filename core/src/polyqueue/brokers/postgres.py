@@ -13,7 +13,7 @@ from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, 
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
 from polyqueue.listener import Listener
 from polyqueue.sql import load_queries
-from polyqueue.store import CONNECTION_ERRORS
+from polyqueue.store import CONNECTION_ERRORS, keep_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -56,7 +56,9 @@ class PostgresBroker(Broker):
     async def start(self) -> None:
         """Open a small pool and the LISTEN connection."""
         with self._translate():
-            self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4, timeout=10)
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=4, timeout=10, reset=keep_session
+            )
             await self._listener.start()
 
     async def close(self) -> None:
