@@ -179,7 +179,8 @@ def polyqueue_job_timed_out(event: JobTimedOut) -> None:
 def polyqueue_queue_depth(event: QueueDepth) -> None:
     """The number of jobs of one queue in one status, sampled each maintenance round.
 
-    Called by the maintenance leader only, once per queue and status that has jobs.
+    Called by the maintenance leader only, once per queue that has jobs and per unfinished
+    status (scheduled, queued, running), zero included.
 
     :param event: the queue, the status and the count.
     """

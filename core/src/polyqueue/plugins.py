@@ -139,4 +139,5 @@ def emit(manager: pluggy.PluginManager, hook_name: str, event: object) -> None:
         try:
             impl.function(event=event)
         except Exception:
-            log.warning("metrics hook %s of %s failed", hook_name, impl.plugin_name, exc_info=True)
+            owner = type(impl.plugin).__qualname__
+            log.warning("metrics hook %s of %s failed", hook_name, owner, exc_info=True)
