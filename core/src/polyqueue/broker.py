@@ -102,6 +102,7 @@ class Broker(abc.ABC):
     - `ack`, `nack` and `extend` take deliveries of this broker; acking a delivery whose lease
       already expired (and that was redelivered) must not fail.
     - `close` releases every connection; a `receive` running at that moment returns.
+    - `interrupt`, if implemented, makes receives that are waiting return `[]` now.
     """
 
     name: ClassVar[str]
@@ -144,6 +145,13 @@ class Broker(abc.ABC):
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
         """Lease up to `max_messages` messages from `queues`, waiting up to `wait_seconds`."""
+
+    def interrupt(self) -> None:  # noqa: B027  (optional: a receive may wait out its time)
+        """Make receives that are waiting right now return `[]` at once (a worker stopping).
+
+        Synchronous and safe to call from a signal handler on the event loop. Receives that
+        are mid round trip finish normally; later receives are not affected.
+        """
 
     @abc.abstractmethod
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

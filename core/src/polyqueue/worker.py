@@ -91,6 +91,7 @@ class Worker:
         if self._stopping.is_set():
             self._forced.set()
         self._stopping.set()
+        self.app.broker.interrupt()
 
     async def wait_stopped(self) -> None:
         """Return once `run` has finished (at once if it never started)."""

@@ -56,6 +56,7 @@ class InProcessBroker(Broker):
         self._sequence = itertools.count()
         self._changed = asyncio.Event()
         self._closed = False
+        self._interrupts = 0
 
     async def close(self) -> None:
         """Wake receivers so they return; messages stay as long as the object."""
@@ -90,7 +91,8 @@ class InProcessBroker(Broker):
         if self._closed:
             raise BrokerUnavailableError("the in-process broker is closed", broker=self.name)
         deadline = time.monotonic() + wait_seconds
-        while self._is_open():
+        interrupts = self._interrupts
+        while self._is_open() and interrupts == self._interrupts:
             self._changed.clear()
             deliveries = self._take(queues, max_messages)
             now = time.monotonic()
@@ -100,6 +102,11 @@ class InProcessBroker(Broker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
         return []
+
+    def interrupt(self) -> None:
+        """Make waiting receives return `[]` now."""
+        self._interrupts += 1
+        self._changed.set()
 
     def _is_open(self) -> bool:
         return not self._closed

@@ -42,6 +42,7 @@ class PostgresBroker(Broker):
         self._pool: asyncpg.Pool | None = None
         self._listener = Listener(url, [self._channel], self._wake, on_reconnect=self._wake_all)
         self._generation = 0
+        self._interrupts = 0
         self._changed = asyncio.Condition()
 
     @classmethod
@@ -99,7 +100,8 @@ class PostgresBroker(Broker):
         """Lease available messages; if none, wait for a NOTIFY (or the timeout) and retry."""
         deadline = time.monotonic() + wait_seconds
         self._require_pool()  # a closed broker raises instead of returning at once, forever
-        while self._pool is not None:
+        interrupts = self._interrupts
+        while self._pool is not None and interrupts == self._interrupts:
             generation = self._generation
             with self._translate():
                 rows = await self._require_pool().fetch(
@@ -154,6 +156,11 @@ class PostgresBroker(Broker):
                 await self._require_pool().execute(
                     self._sql["message_set_available_many"], *_receipts(deliveries), seconds
                 )
+
+    def interrupt(self) -> None:
+        """Wake waiting receives and make them return `[]`."""
+        self._interrupts += 1
+        self._wake_all()
 
     def _wake(self, _channel: str, _payload: str) -> None:
         self._wake_all()

@@ -152,6 +152,17 @@ class BrokerContract:
             assert got[0].body == b"high"
         await broker.ack(got)
 
+    async def test_interrupt_never_loses_a_message(self, broker: Broker) -> None:
+        queue = _queue()
+        waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=3))
+        await asyncio.sleep(0.2)  # let the receive start waiting; the assertions are below
+        broker.interrupt()
+        early = await asyncio.wait_for(waiting, PATIENCE)
+        await broker.publish([Message(queue, b"after")])
+        got = [*early, *await receive_until(broker, [queue], 1 - len(early))]
+        assert [d.body for d in got] == [b"after"]
+        await broker.ack(got)
+
     async def test_close_while_receiving_returns(self, broker: Broker) -> None:
         queue = _queue()
         waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=60))

@@ -47,6 +47,9 @@ class RecordingBroker(Broker):
         )
         return [Delivery(self, d.queue, d.body, d) for d in deliveries]
 
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         await self.inner.ack([d.handle for d in deliveries])
         self.acked.extend(deliveries)
