@@ -162,10 +162,16 @@ async def test_progress_of_a_stale_attempt_is_ignored(make_app) -> None:
             return
         await asyncio.Event().wait()
 
-    async with app, running_worker(app, concurrency=1):
+    async with app, running_worker(app, concurrency=1) as worker:
         job_id = await app.enqueue("e2e.progress", Item(n=1))
         await asyncio.wait_for(started.wait(), timeout=20)
         assert await app.requeue(job_id)
+
+        async def told_to_stop() -> bool:  # the cancel NOTIFY reached the worker
+            running = worker._running.get(job_id)
+            return running is not None and running.stop_reason is not None
+
+        await eventually(told_to_stop)
         release.set()
         await asyncio.wait_for(reported.wait(), timeout=20)
         row = await job_row(app, job_id)
