@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -175,7 +176,12 @@ class DemoReport:
 async def run_demo(
     jobs: int, concurrency: int, backend: str, *, console: Console | None = None
 ) -> DemoReport:
-    """Run the demo on a fresh `polyqueue_demo` schema and print what happened."""
+    """Run the demo on a fresh `polyqueue_demo` schema and print what happened.
+
+    Brokers that can create their queues are told to (`POLYQUEUE_SQS_CREATE_QUEUES`): off by
+    default in production, on in the demo.
+    """
+    os.environ.setdefault("POLYQUEUE_SQS_CREATE_QUEUES", "true")
     console = console or Console()
     settings = load_settings(
         schema_name=DEMO_SCHEMA,

@@ -114,6 +114,8 @@ class Maintenance:
         return [notice_message(r["id"], r["queue"], r["priority"]) for r in reclaimed]
 
     async def _republish(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
+        if self._app.publisher.pending:
+            return []  # the broker is down here: republishing would only grow the backlog
         after = self._app.settings.republish_after
         rows = await self._app.store.job_republish_stale(after, BATCH, connection)
         report.republished = [row["id"] for row in rows]

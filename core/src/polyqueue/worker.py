@@ -319,7 +319,7 @@ class Worker:
                     self._stop_job(r.job.id, "lost")
             deliveries = [r.delivery for r in running if r.job.id in alive]
             with contextlib.suppress(BrokerError):
-                await self.app.broker.extend(deliveries, self.app.settings.lease_seconds)
+                await self.app.broker.extend(deliveries, self.app.broker.lease_seconds)
         if not await self.app.store.worker_heartbeat(self.id, len(self._running)):
             await self._reregister()
 

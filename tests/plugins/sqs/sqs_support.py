@@ -1,0 +1,78 @@
+"""Helpers for the SQS tests: moto servers (threaded, or a process to kill), call counts."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+TEST_SQS_ENDPOINT_ENV = "POLYQUEUE_TEST_SQS_ENDPOINT_URL"
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MotoProcess:
+    """`python -m moto.server` in a process of its own: killing it drops every connection and
+    all state, as an SQS outage does (a stopped ThreadedMotoServer keeps serving keep-alive
+    connections from its handler threads, and keeps its state, which lives in this process)."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start on `port` and wait until it accepts connections."""
+        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto.server exited with {self.process.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError(f"moto.server did not listen on {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL the server and reap it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class CallCounter:
+    """Counts SQS API calls of a client via botocore's `before-call` event."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call.sqs", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
