@@ -16,14 +16,21 @@ SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM sent) AS queues;
 -- name: message_receive :many
 -- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority first
 -- (RETURNING does not keep the subquery's order: the caller sorts by priority, then id).
+-- One ordered index scan per queue, stopping at $2 rows: never a sort of the whole backlog.
 UPDATE {schema}.broker_messages AS m
 SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries + 1
 WHERE m.id IN (
-    SELECT id FROM {schema}.broker_messages
-    WHERE queue = ANY($1::text[]) AND available_at <= now()
-    ORDER BY priority DESC, available_at, id
+    SELECT ready.id
+    FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, available_at FROM {schema}.broker_messages
+        WHERE queue = q.name AND available_at <= now()
+        ORDER BY priority DESC, available_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) AS ready
+    ORDER BY ready.priority DESC, ready.available_at, ready.id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
 )
 RETURNING m.id, m.queue, m.body, m.deliveries, m.priority;
 
