@@ -21,9 +21,10 @@ class InspectionQueries:
 
     _sql: dict[str, str]
 
-    @property
-    def pool(self) -> asyncpg.Pool:  # provided by JobStore
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by JobStore
+
+        @property
+        def pool(self) -> asyncpg.Pool: ...
 
     async def job_find(
         self,
