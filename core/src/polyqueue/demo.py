@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -31,6 +32,8 @@ from polyqueue.status import FINISHED, JobStatus
 from polyqueue.store import JobStore
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from polyqueue.job import Job
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.worker import Worker
@@ -181,7 +184,6 @@ async def run_demo(
     Brokers that can create their queues are told to (`POLYQUEUE_SQS_CREATE_QUEUES`): off by
     default in production, on in the demo.
     """
-    os.environ.setdefault("POLYQUEUE_SQS_CREATE_QUEUES", "true")
     console = console or Console()
     settings = load_settings(
         schema_name=DEMO_SCHEMA,
@@ -191,11 +193,26 @@ async def run_demo(
         retry_backoff_max=0.2,
         scheduler_interval=0.1,
     )
-    async with database_url(settings) as url:
-        settings = settings.model_copy(update={"database_url": url})
-        await _reset_schema(settings)
-        async with build_app(settings) as app:
-            return await _run(app, jobs, console)
+    with _brokers_create_their_queues():
+        async with database_url(settings) as url:
+            settings = settings.model_copy(update={"database_url": url})
+            await _reset_schema(settings)
+            async with build_app(settings) as app:
+                return await _run(app, jobs, console)
+
+
+@contextlib.contextmanager
+def _brokers_create_their_queues() -> Iterator[None]:
+    """`POLYQUEUE_SQS_CREATE_QUEUES=true` for the demo's duration, unless the user set it."""
+    variable = "POLYQUEUE_SQS_CREATE_QUEUES"
+    if variable in os.environ:
+        yield
+        return
+    os.environ[variable] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(variable, None)
 
 
 async def _reset_schema(settings: PolyqueueSettings) -> None:
