@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -20,6 +21,7 @@ from polyqueue.cli_support import open_store
 from polyqueue.demo import run_demo
 from polyqueue.exceptions import PolyqueueError
 from polyqueue.loading import AppImportError, load_app
+from polyqueue.logs import configure_logging
 from polyqueue.migrations import migrate_all, migration_labels
 from polyqueue.plugins import create_plugin_manager, migration_lines
 from polyqueue.runner import main as run_app
@@ -84,8 +86,13 @@ def cli() -> None:
     metavar="NAME",
     help="Broker: postgres, none (in-process) or a plugin's. Default: POLYQUEUE_QUEUE_BACKEND.",
 )
-def demo(jobs: int, concurrency: int, backend: str | None) -> None:
+@click.option("--verbose", is_flag=True, help="Also print the worker's log (every job's line).")
+def demo(jobs: int, concurrency: int, backend: str | None, verbose: bool) -> None:
     """Enqueue a few hundred typed jobs and run them with a worker in this process."""
+    if verbose:
+        configure_logging("INFO")
+    else:  # the outcome table tells the story; failures' tracebacks would bury the bar
+        logging.getLogger("polyqueue").setLevel(logging.CRITICAL)
     asyncio.run(run_demo(jobs, concurrency, backend or load_settings().queue_backend))
 
 
