@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,32 +10,9 @@ import pytest
 from polyqueue import JobTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     from polyqueue import Job, Polyqueue
-    from polyqueue.worker import Worker
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Wait until `check()` is true; fail after `timeout` (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running_worker(app: Polyqueue, **options: Any) -> AsyncIterator[Worker]:
-    """Run a worker of `app` in this event loop; on exit stop it without grace and join it."""
-    worker = app.worker(**options)
-    task = asyncio.create_task(worker.run(), name=f"e2e-worker-{worker.id}")
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        worker.stop()  # the second stop skips the grace period
-        await asyncio.wait_for(task, timeout=30)
 
 
 async def job_row(app: Polyqueue, job_id: int) -> dict[str, Any]:

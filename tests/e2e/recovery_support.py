@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_support import eventually
+
+from polyqueue.testing.helpers import eventually
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cron_app import SCHEDULE
-from e2e_support import eventually
 from recovery_support import require_alive, worker_processes
+
+from polyqueue.testing.helpers import eventually
 
 if TYPE_CHECKING:
     from pathlib import Path

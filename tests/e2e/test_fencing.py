@@ -6,10 +6,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e_support import eventually, job_row, running_worker, started, status_is, wait_done
+from e2e_support import job_row, started, status_is, wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobContext, JobStatus
+from polyqueue.testing.helpers import eventually, running_worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable

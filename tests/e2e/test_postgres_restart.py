@@ -7,10 +7,10 @@ import collections
 
 import asyncpg
 import pytest
-from e2e_support import eventually, running_worker
 from pydantic import BaseModel
 
 from polyqueue import JobContext
+from polyqueue.testing.helpers import eventually, running_worker
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from e2e_support import eventually, running_worker
 from pydantic import BaseModel
 from recovery_app import CREATE_RUNS_TABLE, RUNS_TABLE, Block, Work, register_handlers
 from recovery_support import require_alive, worker_processes
 
 from polyqueue import JobContext, Polyqueue
 from polyqueue.embedded import EmbeddedPostgres
+from polyqueue.testing.helpers import eventually, running_worker
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -5,10 +5,11 @@ from __future__ import annotations
 import collections
 from datetime import timedelta
 
-from e2e_support import all_finished, eventually, running_worker, wait_done
+from e2e_support import all_finished, wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobContext, JobStatus, TerminalError
+from polyqueue.testing.helpers import eventually, running_worker
 
 
 class Item(BaseModel):

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e_support import eventually, job_row, running_worker, wait_done
+from e2e_support import job_row, wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobStatus
+from polyqueue.testing.helpers import eventually, running_worker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

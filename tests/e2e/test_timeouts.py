@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from e2e_support import running_worker, wait_done
+from e2e_support import wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobContext, JobStatus
+from polyqueue.testing.helpers import running_worker
 
 LIMIT = 0.3
 

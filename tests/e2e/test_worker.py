@@ -8,10 +8,11 @@ import socket
 import threading
 from typing import Any
 
-from e2e_support import eventually, running_worker, status_is, wait_done
+from e2e_support import status_is, wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobContext, JobStatus
+from polyqueue.testing.helpers import eventually, running_worker
 
 
 class Item(BaseModel):

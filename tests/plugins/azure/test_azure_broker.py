@@ -16,13 +16,13 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 from azure_fake import FakeNamespace
-from azure_support import eventually
 
 from conftest import FAKE_CONNECTION_STRING
 from polyqueue.broker import Message
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError, ConfigurationError
 from polyqueue.notices import notice_message
 from polyqueue.plugins import broker_classes, create_plugin_manager
+from polyqueue.testing.helpers import eventually
 from polyqueue_azure import AzureBroker, AzureBrokerSettings
 from polyqueue_azure.ops import NOT_A_NOTICE
 from polyqueue_azure.settings import load_azure_settings

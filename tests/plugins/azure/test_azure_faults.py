@@ -11,10 +11,11 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 from azure_fake import FakeNamespace
-from azure_support import eventually, running_worker
+from azure_support import running_worker
 from pydantic import BaseModel
 
 from polyqueue import JobStatus, Polyqueue
+from polyqueue.testing.helpers import eventually
 from polyqueue_azure import AzureBroker
 
 RECOVERY = {"republish_after": 1.0, "maintenance_interval": 0.2}

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+import functools
 
 import asyncpg
-import pytest
 
-from polyqueue import Polyqueue
 from polyqueue.sql import quote_identifier
+from polyqueue.testing.helpers import running_worker as _running_worker
 
-
-@contextlib.asynccontextmanager
-async def running_worker(app: Polyqueue, **options: Any) -> AsyncIterator[None]:
-    """A worker of `app` running in the background for the block."""
-    worker = app.worker(**options)
-    task = asyncio.create_task(worker.run())
-    try:
-        yield
-    finally:
-        worker.stop()
-        await task
+running_worker = functools.partial(_running_worker, graceful=True)
+"""A worker for the block, stopped gracefully (in-flight jobs finish)."""
 
 
 def queue_table(pgmq_queue: str, kind: str = "q") -> str:
@@ -50,12 +36,3 @@ async def _count(connection: asyncpg.Connection, table: str) -> int:
     if not await connection.fetchval("SELECT to_regclass($1)", table):
         return 0
     return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Wait until `check()` is true; fail after `timeout` (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)

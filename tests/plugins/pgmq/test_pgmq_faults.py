@@ -8,10 +8,11 @@ from collections import Counter
 
 import asyncpg
 import pytest
-from pgmq_support import count_messages, eventually, running_worker
+from pgmq_support import count_messages, running_worker
 from pydantic import BaseModel
 
 from polyqueue import JobStatus, Polyqueue
+from polyqueue.testing.helpers import eventually
 
 RECOVERY = {"republish_after": 1.0, "maintenance_interval": 0.2, "heartbeat_interval": 0.2}
 JOBS = 40

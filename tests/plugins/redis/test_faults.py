@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,14 +11,14 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from polyqueue.broker import Message
+from polyqueue.testing.helpers import eventually, running_worker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import Callable
 
     from redis_support import RedisServer
 
     from polyqueue import Polyqueue
-    from polyqueue.worker import Worker
 
 pytestmark = pytest.mark.slow
 
@@ -34,28 +32,6 @@ RECOVERY = {
 
 class Item(BaseModel):
     n: int
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    """Wait until `check()` is true; fail after `timeout` (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def running_worker(app: Polyqueue, **options: Any) -> AsyncIterator[Worker]:
-    """A worker of `app` in this event loop; stopped without grace on exit."""
-    worker = app.worker(**options)
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        worker.stop()
-        await asyncio.wait_for(task, timeout=30)
 
 
 def counting_app(make_app: Callable[..., Polyqueue], **settings: Any) -> tuple[Polyqueue, Any]:
