@@ -15,6 +15,7 @@ from polyqueue import (
     PayloadTooLargeError,
     Polyqueue,
 )
+from polyqueue.notices import encode_notice
 
 
 class Resize(BaseModel):
@@ -114,6 +115,20 @@ async def test_rolled_back_transaction_leaves_no_job_and_no_notice(app: Polyqueu
     # The only notice is the one enqueued after the rollback (they are published in order).
     assert [d.body for d in deliveries] == [b'{"job_id":%d}' % marker]
     assert await job_count(db) == 1
+
+
+async def test_every_queued_job_rings_once_with_its_own_notice(app: Polyqueue) -> None:
+    """One job, many jobs, a scheduled job and a taken key: one notice per job queued."""
+    single = await app.enqueue("images.resize", {"url": "a", "width": 1}, priority=3)
+    many = await app.enqueue_many("images.resize", [{"url": "b", "width": 2}] * 3)
+    await app.enqueue("images.resize", {"url": "c", "width": 3}, delay=60)
+    keyed = await app.enqueue("images.resize", {"url": "d", "width": 4}, idempotency_key="k")
+    await app.enqueue("images.resize", {"url": "e", "width": 5}, idempotency_key="k")
+    deliveries = await app.broker.receive(["cpu"], max_messages=100, wait_seconds=10)
+    expected = {encode_notice(job_id) for job_id in [single, *many, keyed]}
+    assert sorted(d.body for d in deliveries) == sorted(expected)
+    assert deliveries[0].body == encode_notice(single)  # priority 3 comes first
+    assert await app.broker.receive(["cpu"], max_messages=100, wait_seconds=0) == []
 
 
 # -- bad input ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter
 
 from polyqueue.broker import Broker, BrokerEnvironment, Message
+from polyqueue.brokers.postgres import PostgresBroker
 from polyqueue.cron import CronSchedule, CronTick, Misfire
 from polyqueue.events import JobEnqueued
 from polyqueue.exceptions import (
@@ -213,6 +214,9 @@ class Polyqueue:
             handlers=self.handlers,
             settings=settings,
             outbox_channel=outbox,
+            announce_channel=(
+                self._broker.channel if isinstance(self._broker, PostgresBroker) else None
+            ),
         )
         if not self._broker.capabilities.transactional_publish:
             self._outbox = Listener(self.database_url, [outbox], self._relay)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from polyqueue.status import JobStatus
 
-__all__ = ["ClaimedJob", "Job", "JobError", "NewJob", "Outcome"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["ClaimedJob", "Job", "JobError", "NewJobs", "Outcome"]
 
 OutcomeStatus = Literal["succeeded", "failed", "scheduled"]
 
@@ -82,19 +85,24 @@ class Job(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class NewJob:
-    """A row for `job_insert_many`; payload and headers already encoded as JSON."""
+class NewJobs:
+    """The jobs of one enqueue call: one handler, one set of options, payloads as JSON."""
 
     name: str
     queue: str
-    payload: str
+    payloads: Sequence[str]
     headers: str = "{}"
     priority: int = 0
     max_attempts: int = 3
     max_run_seconds: float | None = None
     timeout_strategy: str = "retry"
     idempotency_key: str | None = None
+    """Only for a single job: a key names one job."""
     run_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.idempotency_key is not None and len(self.payloads) != 1:
+            raise ValueError("an idempotency key names one job: enqueue one payload with it")
 
 
 @dataclass(frozen=True, slots=True)

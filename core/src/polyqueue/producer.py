@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.exceptions import HandlerNotFoundError
-from polyqueue.job import NewJob
+from polyqueue.job import NewJobs
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
@@ -59,7 +59,10 @@ class EnqueueOptions:
 class Producer:
     """Inserts jobs and publishes their notices.
 
-    - Own transaction: insert, commit, then publish (a transactional broker publishes inside).
+    - The built-in `postgres` broker (`announce_channel` set): one statement inserts the jobs
+      and their notices, in the caller's transaction or as its own: one round trip, one commit.
+    - Own transaction: insert (one statement, its own commit), then publish; a transactional
+      broker publishes inside one transaction with the insert instead.
     - Caller's connection: a transactional broker publishes inside the caller's transaction;
       any other broker is told through `NOTIFY`, which PostgreSQL delivers only on commit, and
       this process's outbox relay publishes then. Rolled back means no job and no notice.
@@ -74,8 +77,10 @@ class Producer:
         handlers: Mapping[str, Handler],
         settings: PolyqueueSettings,
         outbox_channel: str,
+        announce_channel: str | None = None,
     ) -> None:
         self._store = store
+        self._announce_channel = announce_channel
         self._broker = broker
         self._publisher = publisher
         self._handlers = handlers
@@ -84,46 +89,40 @@ class Producer:
 
     def build(
         self, name: str, payloads: Sequence[BaseModel | Mapping[str, Any]], options: EnqueueOptions
-    ) -> list[NewJob]:
+    ) -> NewJobs:
         """Validate and encode `payloads` for handler `name`."""
         handler = self._handlers.get(name)
         if handler is None:
             raise HandlerNotFoundError(name, list(self._handlers))
-        headers = json.dumps(options.headers)
         limit = self._settings.max_payload_bytes
-        return [
-            NewJob(
-                name=name,
-                queue=options.queue or handler.queue,
-                payload=handler.encode_payload(payload, limit),
-                headers=headers,
-                priority=options.priority,
-                max_attempts=options.max_attempts or handler.max_attempts,
-                max_run_seconds=handler.max_run_seconds,
-                timeout_strategy=handler.timeout_strategy,
-                idempotency_key=options.idempotency_key,
-                run_at=options.run_at,
-            )
-            for payload in payloads
-        ]
+        return NewJobs(
+            name=name,
+            queue=options.queue or handler.queue,
+            payloads=[handler.encode_payload(payload, limit) for payload in payloads],
+            headers=json.dumps(options.headers),
+            priority=options.priority,
+            max_attempts=options.max_attempts or handler.max_attempts,
+            max_run_seconds=handler.max_run_seconds,
+            timeout_strategy=handler.timeout_strategy,
+            idempotency_key=options.idempotency_key,
+            run_at=options.run_at,
+        )
 
-    async def insert(
-        self, jobs: Sequence[NewJob], connection: Executor | None
-    ) -> list[InsertedJob]:
+    async def insert(self, jobs: NewJobs, connection: Executor | None) -> list[InsertedJob]:
         """Insert `jobs` and make sure their notices follow; return the rows in order."""
+        if self._announce_channel is not None:
+            executor = connection if connection is not None else self._store.pool
+            return await self._store.job_insert_many(jobs, executor, self._announce_channel)
         if connection is not None:
-            inserted = await self._insert_in(connection, jobs)
-        else:
+            return await self._insert_in(connection, jobs)
+        if self._broker.capabilities.transactional_publish:
             async with self._store.transaction() as own:
-                inserted = await self._store.job_insert_many(jobs, own)
-                messages = _notices(inserted)
-                if messages and self._broker.capabilities.transactional_publish:
-                    await self._broker.publish_in(own, messages)
-                    messages = []
-            await self._publisher.publish(messages)
+                return await self._insert_in(own, jobs)
+        inserted = await self._store.job_insert_many(jobs, self._store.pool)
+        await self._publisher.publish(_notices(inserted))
         return inserted
 
-    async def _insert_in(self, connection: Executor, jobs: Sequence[NewJob]) -> list[InsertedJob]:
+    async def _insert_in(self, connection: Executor, jobs: NewJobs) -> list[InsertedJob]:
         inserted = await self._store.job_insert_many(jobs, connection)
         messages = _notices(inserted)
         if messages and self._broker.capabilities.transactional_publish:

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, StoreError
-from polyqueue.job import ClaimedJob, Job, NewJob, Outcome
+from polyqueue.job import ClaimedJob, Job, NewJobs, Outcome
 from polyqueue.sql import load_queries
 from polyqueue.store_errors import CONNECTION_ERRORS, translate_errors
 from polyqueue.store_inspection import InspectionQueries
 from polyqueue.store_maintenance import MaintenanceQueries
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
 
     from asyncpg import Connection, Record
@@ -53,17 +54,22 @@ async def keep_session(_connection: Connection) -> None:
     state behind either."""
 
 
+SESSION_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+"""Every statement of the store is prepared once per connection and run with one plan: its
+queries are short OLTP statements on indexed columns, whose best plan does not depend on
+the values, and planning the enqueue statement afresh each time (PostgreSQL's default for
+`unnest` parameters) cost more than running it."""
+
+
+@dataclass(frozen=True, slots=True)
 class InsertedJob:
-    """One row of `job_insert_many`: the job's id and whether this call created it."""
+    """One job of an insert: its id, and whether this call created it."""
 
-    __slots__ = ("created", "id", "priority", "queue", "status")
-
-    def __init__(self, row: Mapping[str, Any]) -> None:
-        self.id: int = row["id"]
-        self.created: bool = row["created"]
-        self.status: str = row["status"]
-        self.queue: str = row["queue"]
-        self.priority: int = row["priority"]
+    id: int
+    status: str
+    queue: str
+    priority: int
+    created: bool
 
 
 class JobStore(MaintenanceQueries, InspectionQueries):
@@ -89,6 +95,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
                     timeout=self._connect_timeout,
                     command_timeout=None,
                     reset=keep_session,
+                    server_settings=SESSION_SETTINGS,
                 )
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseUnavailableError(
@@ -121,25 +128,62 @@ class JobStore(MaintenanceQueries, InspectionQueries):
     # -- jobs ---------------------------------------------------------------------------------
 
     async def job_insert_many(
-        self, jobs: Sequence[NewJob], executor: Executor
+        self, jobs: NewJobs, executor: Executor, announce_channel: str | None = None
     ) -> list[InsertedJob]:
-        """Insert `jobs` on `executor`; ids come back in input order."""
+        """Insert `jobs` on `executor`; ids come back in the order of the payloads.
+
+        With `announce_channel`, the same statement writes the built-in `postgres` broker's
+        notice of every job it queued and NOTIFYs that channel. One job takes the
+        `job_insert_one` statement, which also honours an idempotency key.
+        """
+        if len(jobs.payloads) == 1:
+            return [await self.job_insert_one(jobs, executor, announce_channel)]
         with translate_errors("enqueue"):
-            rows = [
-                dict(row)
-                for row in await executor.fetch(self._sql["job_insert_many"], *_columns(jobs))
-            ]
-            racing = [row["idempotency_key"] for row in rows if row["id"] is None]
-            if racing:  # keys taken by transactions that committed after this one began
-                taken = await executor.fetch(self._sql["job_ids_by_keys"], racing)
-                by_key = {row["idempotency_key"]: row for row in taken}
-                for row in rows:
-                    if row["id"] is None:
-                        row.update(
-                            id=by_key[row["idempotency_key"]]["id"],
-                            status=by_key[row["idempotency_key"]]["status"],
-                        )
-        return [InsertedJob(row) for row in rows]
+            rows = await executor.fetch(
+                self._sql["job_insert_many"],
+                jobs.name,
+                jobs.queue,
+                jobs.payloads,
+                jobs.headers,
+                jobs.priority,
+                jobs.max_attempts,
+                jobs.max_run_seconds,
+                jobs.timeout_strategy,
+                jobs.run_at,
+                announce_channel,
+            )
+        return [
+            InsertedJob(row["id"], row["status"], jobs.queue, jobs.priority, created=True)
+            for row in rows
+        ]
+
+    async def job_insert_one(
+        self, jobs: NewJobs, executor: Executor, announce_channel: str | None = None
+    ) -> InsertedJob:
+        """Insert the one job of `jobs`; a taken idempotency key returns the older job."""
+        (payload,) = jobs.payloads
+        with translate_errors("enqueue"):
+            row = await executor.fetchrow(
+                self._sql["job_insert_one"],
+                jobs.name,
+                jobs.queue,
+                payload,
+                jobs.headers,
+                jobs.priority,
+                jobs.max_attempts,
+                jobs.max_run_seconds,
+                jobs.timeout_strategy,
+                jobs.idempotency_key,
+                jobs.run_at,
+                announce_channel,
+            )
+            job_id, status = row["id"], row["status"]
+            if job_id is None:  # the key was taken by a transaction that committed after ours began
+                taken = await executor.fetchrow(
+                    self._sql["job_ids_by_keys"], [jobs.idempotency_key]
+                )
+                job_id, status = taken["id"], taken["status"]
+        return InsertedJob(job_id, status, jobs.queue, jobs.priority, created=row["created"])
 
     async def job_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
         """The ids of the jobs holding these idempotency keys."""
@@ -274,21 +318,6 @@ class JobStore(MaintenanceQueries, InspectionQueries):
         """Send a notification, delivered when `executor`'s transaction commits."""
         with translate_errors("notify"):
             await executor.execute(self._sql["notify"], channel, payload)
-
-
-def _columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
-    return (
-        [j.name for j in jobs],
-        [j.queue for j in jobs],
-        [j.payload for j in jobs],
-        [j.headers for j in jobs],
-        [j.priority for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.max_run_seconds for j in jobs],
-        [j.timeout_strategy for j in jobs],
-        [j.idempotency_key for j in jobs],
-        [j.run_at for j in jobs],
-    )
 
 
 def _unzip(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:

@@ -13,7 +13,7 @@ from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, 
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
 from polyqueue.listener import Listener
 from polyqueue.sql import load_queries
-from polyqueue.store import CONNECTION_ERRORS, keep_session
+from polyqueue.store import CONNECTION_ERRORS, SESSION_SETTINGS, keep_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -38,12 +38,14 @@ class PostgresBroker(Broker):
         super().__init__(lease_seconds=lease_seconds)
         self._url = url
         self._sql = {name: q.sql for name, q in load_queries("broker_postgres.sql", schema).items()}
-        self._channel = f"{schema}_broker"
+        self.channel = f"{schema}_broker"
+        """The NOTIFY channel that wakes receivers (also written to by `job_insert_many`)."""
         self._pool: asyncpg.Pool | None = None
-        self._listener = Listener(url, [self._channel], self._wake, on_reconnect=self._wake_all)
-        self._generation = 0
+        self._listener = Listener(url, [self.channel], self._wake, on_reconnect=self._wake_all)
+        self._listening = False
+        self._listen_lock = asyncio.Lock()
         self._interrupts = 0
-        self._changed = asyncio.Condition()
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_environment(cls, environment: BrokerEnvironment) -> Self:
@@ -55,16 +57,22 @@ class PostgresBroker(Broker):
         )
 
     async def start(self) -> None:
-        """Open a small pool and the LISTEN connection."""
+        """Open a small pool; the LISTEN connection waits for the first `receive`, so an app
+        that only enqueues is not sent a notification for every job it enqueues."""
         with self._translate():
             self._pool = await asyncpg.create_pool(
-                self._url, min_size=1, max_size=4, timeout=10, reset=keep_session
+                self._url,
+                min_size=1,
+                max_size=4,
+                timeout=10,
+                reset=keep_session,
+                server_settings=SESSION_SETTINGS,
             )
-            await self._listener.start()
 
     async def close(self) -> None:
         """Close the LISTEN connection and the pool; wake receivers so they return."""
         await self._listener.close()
+        self._listening = False
         if self._pool is not None:
             pool, self._pool = self._pool, None
             with contextlib.suppress(*CONNECTION_ERRORS):
@@ -91,7 +99,7 @@ class PostgresBroker(Broker):
             [m.body for m in messages],
             [m.priority for m in messages],
             [m.delay for m in messages],
-            self._channel,
+            self.channel,
         )
 
     async def receive(
@@ -100,31 +108,37 @@ class PostgresBroker(Broker):
         """Lease available messages; if none, wait for a NOTIFY (or the timeout) and retry."""
         deadline = time.monotonic() + wait_seconds
         self._require_pool()  # a closed broker raises instead of returning at once, forever
+        await self._listen()
         interrupts = self._interrupts
         while self._pool is not None and interrupts == self._interrupts:
-            generation = self._generation
-            with self._translate():
-                rows = await self._require_pool().fetch(
-                    self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
-                )
-            if rows:
-                rows.sort(key=lambda row: (-row["priority"], row["id"]))
-                return [self._delivery(row) for row in rows]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            await self._wait_change(generation, remaining)
+            woken = asyncio.get_running_loop().create_future()  # set by NOTIFY, nack, interrupt
+            self._waiters.add(woken)
+            try:
+                with self._translate():
+                    rows = await self._require_pool().fetch(
+                        self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
+                    )
+                if rows:
+                    rows.sort(key=lambda row: (-row["priority"], row["id"]))
+                    return [self._delivery(row) for row in rows]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                await asyncio.wait({woken}, timeout=remaining)
+            finally:
+                self._waiters.discard(woken)
         return []
 
     def _delivery(self, row: Any) -> Delivery:
         return Delivery(self, row["queue"], bytes(row["body"]), (row["id"], row["deliveries"]))
 
-    async def _wait_change(self, generation: int, timeout: float) -> None:
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._generation != generation), timeout
-                )
+    async def _listen(self) -> None:
+        """Start the LISTEN connection once, before the first receive's query."""
+        async with self._listen_lock:
+            if not self._listening:
+                with self._translate():
+                    await self._listener.start()
+                self._listening = True
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Delete the delivered rows (receipt must match)."""
@@ -166,12 +180,10 @@ class PostgresBroker(Broker):
         self._wake_all()
 
     def _wake_all(self) -> None:
-        self._generation += 1
-        asyncio.get_running_loop().create_task(self._notify_waiters())
-
-    async def _notify_waiters(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        waiters, self._waiters = self._waiters, set()
+        for woken in waiters:
+            if not woken.done():
+                woken.set_result(None)
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -3,37 +3,71 @@
 -- tests check every declaration against polyqueue.status.TRANSITIONS and the WHERE clause.
 
 -- name: job_insert_many :many
--- Insert many jobs in one statement; an idempotency key already taken returns the older job.
+-- Insert the jobs of one `enqueue_many` call (one handler, one set of options: only the
+-- payloads in $3 differ) in one statement; ids ascend in the order of the payloads.
+-- With a channel in $10 (the built-in `postgres` broker), the same statement also writes
+-- the notice of every job it queued into broker_messages (body as `polyqueue.notices`
+-- encodes it) and NOTIFYs that channel on commit: one round trip, one commit.
 WITH input AS (
-    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, i.*
-    FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::integer[],
-        $7::double precision[], $8::text[], $9::text[], $10::timestamptz[]
-    ) AS i(name, queue, payload, headers, priority, max_attempts,
-           max_run_seconds, timeout_strategy, idempotency_key, run_at)
+    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, p.payload
+    FROM unnest($3::text[]) WITH ORDINALITY AS p(payload, position)
+    ORDER BY p.position
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, name, queue, status, payload, headers, priority, max_attempts,
-        max_run_seconds, timeout_strategy, idempotency_key, run_at
+        max_run_seconds, timeout_strategy, run_at
     ) OVERRIDING SYSTEM VALUE
-    SELECT id, name, queue,
-           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
-           payload::jsonb, headers::jsonb, priority, max_attempts,
-           max_run_seconds, timeout_strategy, idempotency_key, coalesce(run_at, now())
+    SELECT id, $1, $2,
+           CASE WHEN $9::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
+           payload::jsonb, $4::jsonb, $5, $6, $7, $8, coalesce($9, now())
     FROM input
     ORDER BY id
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status
+), announced AS (
+    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
+    SELECT $2, convert_to('{"job_id":' || id || '}', 'UTF8'), $5, now()
+    FROM inserted
+    WHERE $10::text IS NOT NULL AND status = 'queued'
+    ORDER BY id
+    RETURNING 1
+)
+SELECT id, status::text AS status,
+       (SELECT count(pg_notify($10, $2)) FROM (SELECT FROM announced LIMIT 1) AS first_notice) AS woken
+FROM inserted
+ORDER BY id;
+
+-- name: job_insert_one :one
+-- Insert one job (`enqueue`), notice and NOTIFY included with a channel in $11, as
+-- `job_insert_many` does; an idempotency key already taken returns the older job.
+-- Always one row; its id is NULL only if the key was taken by a transaction that
+-- committed after this statement's snapshot.
+WITH inserted AS (
+    INSERT INTO {schema}.jobs (
+        name, queue, status, payload, headers, priority, max_attempts,
+        max_run_seconds, timeout_strategy, idempotency_key, run_at
+    )
+    VALUES (
+        $1, $2,
+        CASE WHEN $10::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
+        $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9, coalesce($10, now())
+    )
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, status, queue, priority
+), announced AS (
+    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
+    SELECT queue, convert_to('{"job_id":' || id || '}', 'UTF8'), priority, now()
+    FROM inserted
+    WHERE $11::text IS NOT NULL AND status = 'queued'
+    RETURNING queue
 )
 SELECT coalesce(inserted.id, existing.id) AS id,
        inserted.id IS NOT NULL AS created,
        coalesce(inserted.status, existing.status)::text AS status,
-       input.queue, input.priority, input.idempotency_key
-FROM input
-LEFT JOIN inserted ON inserted.id = input.id
+       (SELECT count(pg_notify($11, announced.queue)) FROM announced) AS woken
+FROM (VALUES (1)) AS one
+LEFT JOIN inserted ON true
 LEFT JOIN {schema}.jobs AS existing
-       ON inserted.id IS NULL AND existing.idempotency_key = input.idempotency_key
-ORDER BY input.id;
+       ON inserted.id IS NULL AND existing.idempotency_key = $9;
 
 -- name: job_ids_by_keys :many
 -- The jobs holding these idempotency keys (for keys taken by a concurrent transaction).
