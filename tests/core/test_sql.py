@@ -10,6 +10,7 @@ import pytest
 
 from polyqueue.job import Outcome
 from polyqueue.migrations import migrate_down, migrate_up
+from polyqueue.notices import encode_notice
 from polyqueue.sql import load_migrations, load_queries
 from polyqueue.status import TRANSITIONS, JobStatus
 from polyqueue.store import JobStore
@@ -105,10 +106,24 @@ async def _arrange_timeout(db: asyncpg.Connection, job_id: int, target: str) -> 
     )
 
 
-ARRANGE = {"job_fail_poison": _arrange_poison, "job_expire_timeouts": _arrange_timeout}
+async def _arrange_notice(db: asyncpg.Connection, job_id: int, _target: str) -> None:
+    await db.execute(
+        "INSERT INTO polyqueue.broker_messages (queue, body) VALUES ('q', $1)",
+        encode_notice(job_id),
+    )
+
+
+ARRANGE = {
+    "job_fail_poison": _arrange_poison,
+    "job_expire_timeouts": _arrange_timeout,
+    "job_claim_notices": _arrange_notice,
+}
 
 DRIVERS = {
     "job_claim_many": lambda store, db, job_id, target: store.job_claim_many([job_id], "w", 0),
+    "job_claim_notices": lambda store, db, job_id, target: store.job_claim_notices(
+        ["q"], max_messages=10, lease_seconds=30, worker_id="w", timeout_grace=0, held=[]
+    ),
     "job_complete_many": lambda store, db, job_id, target: store.job_complete_many(
         [Outcome(job_id, 1, target)]
     ),
@@ -200,3 +215,32 @@ async def test_an_outcome_of_a_stale_attempt_changes_nothing(store: JobStore, db
         "worker-b",
         None,
     )
+
+
+async def test_claim_notices_leases_every_notice_and_claims_only_what_it_may(
+    store: JobStore, db: asyncpg.Connection
+) -> None:
+    queued, succeeded = JobStatus.QUEUED, JobStatus.SUCCEEDED
+    wanted, held, done = [await insert_job(db, s) for s in (queued, queued, succeeded)]
+    bodies = [
+        encode_notice(wanted),
+        encode_notice(wanted),
+        encode_notice(held),
+        encode_notice(done),
+    ]
+    bodies.append(b'{"job_id": "x"}\xff')  # not a notice, not even UTF-8
+    for body in bodies:
+        await db.execute(
+            "INSERT INTO polyqueue.broker_messages (queue, body) VALUES ('q', $1)", body
+        )
+    claim = {"max_messages": 10, "lease_seconds": 30, "worker_id": "w", "timeout_grace": 0}
+    notices = await store.job_claim_notices(["q"], held=[held], **claim)
+    assert sorted(n.body for n in notices) == sorted(bodies)  # every one leased
+    assert {n.job.id for n in notices if n.job} == {wanted}  # claimed once, for both notices
+    assert [n.job.attempt for n in notices if n.job] == [2, 2]  # one claim: attempt 1 -> 2
+    assert [await status_of(db, i) for i in (wanted, held, done)] == [
+        "running",
+        "queued",
+        "succeeded",
+    ]
+    assert await store.job_claim_notices(["q"], held=[], **claim) == []  # all still leased

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter
 
 from polyqueue.broker import Broker, BrokerEnvironment, Message
-from polyqueue.brokers.postgres import PostgresBroker
+from polyqueue.brokers.postgres import colocated
 from polyqueue.cron import CronSchedule, CronTick, Misfire
 from polyqueue.events import JobEnqueued
 from polyqueue.exceptions import (
@@ -207,6 +207,7 @@ class Polyqueue:
         await self._broker.start()
         self._publisher = NoticePublisher(self._broker)
         outbox = f"pq_outbox_{uuid.uuid4().hex[:16]}"
+        postgres_broker = colocated(self._broker, store.url, store.schema)
         self._producer = Producer(
             store,
             self._broker,
@@ -214,9 +215,7 @@ class Polyqueue:
             handlers=self.handlers,
             settings=settings,
             outbox_channel=outbox,
-            announce_channel=(
-                self._broker.channel if isinstance(self._broker, PostgresBroker) else None
-            ),
+            announce_channel=None if postgres_broker is None else postgres_broker.channel,
         )
         if not self._broker.capabilities.transactional_publish:
             self._outbox = Listener(self.database_url, [outbox], self._relay)

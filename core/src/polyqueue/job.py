@@ -128,8 +128,8 @@ class ClaimedJob:
 
     @classmethod
     def from_row(cls, row: Any) -> ClaimedJob:
-        """Build from a `job_claim_many` row."""
-        data = dict(row)
+        """Build from a `job_claim_many` row (or any row with these columns among others)."""
+        data = {name: row[name] for name in cls.__slots__}
         data["headers"] = json.loads(data["headers"])
         return cls(**data)
 

@@ -72,6 +72,17 @@ class InsertedJob:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedNotice:
+    """One notice leased by `job_claim_notices`, with its job if this worker claimed it."""
+
+    message_id: int
+    deliveries: int
+    queue: str
+    body: bytes
+    job: ClaimedJob | None
+
+
 class JobStore(MaintenanceQueries, InspectionQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
 
@@ -200,6 +211,38 @@ class JobStore(MaintenanceQueries, InspectionQueries):
                 self._sql["job_claim_many"], list(job_ids), worker_id, timeout_grace
             )
         return [ClaimedJob.from_row(row) for row in rows]
+
+    async def job_claim_notices(
+        self,
+        queues: Sequence[str],
+        *,
+        max_messages: int,
+        lease_seconds: float,
+        worker_id: str,
+        timeout_grace: float,
+        held: Sequence[int],
+    ) -> list[ClaimedNotice]:
+        """Lease the built-in `postgres` broker's ready notices and claim their jobs at once."""
+        with translate_errors("claim"):
+            rows = await self.pool.fetch(
+                self._sql["job_claim_notices"],
+                list(queues),
+                max_messages,
+                lease_seconds,
+                worker_id,
+                timeout_grace,
+                list(held),
+            )
+        return [
+            ClaimedNotice(
+                row["message_id"],
+                row["message_deliveries"],
+                row["message_queue"],
+                bytes(row["message_body"]),
+                None if row["id"] is None else ClaimedJob.from_row(row),
+            )
+            for row in rows
+        ]
 
     async def job_complete_many(
         self, outcomes: Sequence[Outcome], executor: Executor | None = None

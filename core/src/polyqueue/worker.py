@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import Backoff
+from polyqueue.brokers.postgres import colocated
 from polyqueue.context import JobContext
 from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
 from polyqueue.executor import Executor, RetryPolicy
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from polyqueue.app import Polyqueue
     from polyqueue.broker import Delivery
+    from polyqueue.brokers.postgres import PostgresBroker
     from polyqueue.job import ClaimedJob, Outcome
 
 __all__ = ["Worker", "new_worker_id"]
@@ -139,10 +141,7 @@ class Worker:
                 await self._wait_for_slot()
                 continue
             try:
-                deliveries = await self.app.broker.receive(
-                    self.queues, max_messages=min(free, batch), wait_seconds=RECEIVE_WAIT_SECONDS
-                )
-                await self._dispatch(deliveries)
+                await self._consume(min(free, batch))
             except PolyqueueError as exc:
                 log.warning("worker %s: consuming failed, backing off: %s", self.id, exc)
                 await self._sleep_unless_stopping(backoff.next_delay())
@@ -166,6 +165,45 @@ class Worker:
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _consume(self, limit: int) -> None:
+        """Receive up to `limit` notices, claim their jobs and start them."""
+        app = self.app
+        postgres = colocated(app.broker, app.store.url, app.store.schema)
+        if postgres is not None:
+            await self._consume_claiming(postgres, limit)
+            return
+        deliveries = await app.broker.receive(
+            self.queues, max_messages=limit, wait_seconds=RECEIVE_WAIT_SECONDS
+        )
+        await self._dispatch(deliveries)
+
+    async def _consume_claiming(self, broker: PostgresBroker, limit: int) -> None:
+        """The built-in broker beside the jobs: one statement leases notices and claims their
+        jobs (one commit per pickup, not two); what it could not claim goes the usual way."""
+        store, grace = self.app.store, self.app.settings.timeout_backstop_seconds
+        notices = await broker.poll(
+            lambda: store.job_claim_notices(
+                self.queues,
+                max_messages=limit,
+                lease_seconds=broker.lease_seconds,
+                worker_id=self.id,
+                timeout_grace=grace,
+                held=list(self._running),
+            ),
+            RECEIVE_WAIT_SECONDS,
+        )
+        unclaimed: list[Delivery] = []
+        for notice in notices:
+            delivery = broker.delivery(
+                notice.message_id, notice.deliveries, notice.queue, notice.body
+            )
+            if notice.job is not None and notice.job.id not in self._running:
+                self._start(notice.job, delivery)
+            else:  # not a notice, a job this worker holds, a duplicate, or locked elsewhere
+                unclaimed.append(delivery)
+        if unclaimed:
+            await self._dispatch(unclaimed)
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
         if self._stopping.is_set():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import asyncpg
 
@@ -16,9 +16,11 @@ from polyqueue.sql import load_queries
 from polyqueue.store import CONNECTION_ERRORS, SESSION_SETTINGS, keep_session
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-__all__ = ["PostgresBroker"]
+__all__ = ["PostgresBroker", "colocated"]
+
+T = TypeVar("T")
 
 
 class PostgresBroker(Broker):
@@ -37,6 +39,7 @@ class PostgresBroker(Broker):
     def __init__(self, url: str, schema: str, *, lease_seconds: float = 30.0) -> None:
         super().__init__(lease_seconds=lease_seconds)
         self._url = url
+        self._schema = schema
         self._sql = {name: q.sql for name, q in load_queries("broker_postgres.sql", schema).items()}
         self.channel = f"{schema}_broker"
         """The NOTIFY channel that wakes receivers (also written to by `job_insert_many`)."""
@@ -106,6 +109,27 @@ class PostgresBroker(Broker):
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
         """Lease available messages; if none, wait for a NOTIFY (or the timeout) and retry."""
+
+        async def lease() -> list[asyncpg.Record]:
+            with self._translate():
+                rows: list[asyncpg.Record] = await self._require_pool().fetch(
+                    self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
+                )
+            return rows
+
+        rows = await self.poll(lease, wait_seconds)
+        rows.sort(key=lambda row: (-row["priority"], row["id"]))
+        return [
+            self.delivery(row["id"], row["deliveries"], row["queue"], row["body"]) for row in rows
+        ]
+
+    async def poll(self, fetch: Callable[[], Awaitable[list[T]]], wait_seconds: float) -> list[T]:
+        """Call `fetch` until it returns rows, waiting for a NOTIFY (a nack, an interrupt) in
+        between; `[]` after `wait_seconds`, on `interrupt()` or once closed.
+
+        `receive` leases with it; a worker of this broker polls with the store's
+        `job_claim_notices`, which leases notices and claims their jobs in one statement.
+        """
         deadline = time.monotonic() + wait_seconds
         self._require_pool()  # a closed broker raises instead of returning at once, forever
         await self._listen()
@@ -114,13 +138,9 @@ class PostgresBroker(Broker):
             woken = asyncio.get_running_loop().create_future()  # set by NOTIFY, nack, interrupt
             self._waiters.add(woken)
             try:
-                with self._translate():
-                    rows = await self._require_pool().fetch(
-                        self._sql["message_receive"], list(queues), max_messages, self.lease_seconds
-                    )
+                rows = await fetch()
                 if rows:
-                    rows.sort(key=lambda row: (-row["priority"], row["id"]))
-                    return [self._delivery(row) for row in rows]
+                    return rows
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
@@ -129,8 +149,9 @@ class PostgresBroker(Broker):
                 self._waiters.discard(woken)
         return []
 
-    def _delivery(self, row: Any) -> Delivery:
-        return Delivery(self, row["queue"], bytes(row["body"]), (row["id"], row["deliveries"]))
+    def delivery(self, message_id: int, deliveries: int, queue: str, body: bytes) -> Delivery:
+        """The delivery of a leased row: its receipt is the id and the delivery count."""
+        return Delivery(self, queue, bytes(body), (message_id, deliveries))
 
     async def _listen(self) -> None:
         """Start the LISTEN connection once, before the first receive's query."""
@@ -198,6 +219,17 @@ class PostgresBroker(Broker):
             raise BrokerUnavailableError(f"postgres broker: {exc}", broker=self.name) from exc
         except asyncpg.PostgresError as exc:
             raise BrokerError(f"postgres broker: {exc}", broker=self.name) from exc
+
+
+def colocated(broker: Broker, url: str, schema: str) -> PostgresBroker | None:
+    """`broker` if it is the built-in one on this database and schema, else None.
+
+    Its notices then live beside the jobs, so enqueue writes them in the jobs' statement
+    and a worker leases them in the statement that claims the jobs.
+    """
+    if isinstance(broker, PostgresBroker) and (broker._url, broker._schema) == (url, schema):  # noqa: SLF001
+        return broker
+    return None
 
 
 def _receipts(deliveries: Sequence[Delivery]) -> tuple[list[int], list[int]]:
