@@ -1,44 +1,23 @@
-"""The three benchmarks: drain by a worker process, enqueue rates, and pickup latency."""
+"""The per-backend benchmarks: drain by a worker process, enqueue rates, pickup latency."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 import statistics
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import asyncpg
-
-import queries
-from workload import HANDLER, SCHEMA, Noop, enqueue_bulk, make_app
+from draining import timed_drain
+from procstat import KB_PER_MB
+from workload import HANDLER, Noop, enqueue_bulk, make_app
 
 if TYPE_CHECKING:
-    from asyncio.subprocess import Process
+    from pathlib import Path
 
+    from plan import Plan
     from polyqueue import Polyqueue
 
-__all__ = ["Plan", "drain", "pickup_latency", "single_enqueue"]
-
-WORKER_SCRIPT = Path(__file__).with_name("worker_proc.py")
-POLL_SECONDS = 0.02
-STALL_SECONDS = 30.0  # no job finished for this long: the worker is stuck
-WORKER_READY_TIMEOUT_SECONDS = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The sizes of one run's measurements."""
-
-    jobs: int = 20_000
-    batch: int = 1000
-    single: int = 3000
-    samples: int = 200
-    concurrency: int = 10
+__all__ = ["drain", "pickup_latency", "single_enqueue"]
 
 
 # -- 1. drain -------------------------------------------------------------------------------
@@ -49,9 +28,9 @@ async def drain(
 ) -> dict[str, float]:
     """Enqueue `plan.jobs`, start one worker process, time it until every job succeeded.
 
-    `postgres`: this process enqueues, then the worker process starts. `none`: the broker
-    lives in one process, so the worker process enqueues first and then starts its worker.
-    Either way the clock starts when the worker process announces it is about to consume.
+    `none`: the broker lives in one process, so the worker process enqueues first and then
+    starts its worker; every other backend: this process enqueues, then the worker starts.
+    Also reported: the worker's peak RSS, and the CPU of the worker and of PostgreSQL.
     """
     enqueue_seconds = 0.0
     if backend != "none":
@@ -60,78 +39,27 @@ async def drain(
             await enqueue_bulk(app, plan.jobs, plan.batch)
             enqueue_seconds = time.perf_counter() - started
     preload = plan.jobs if backend == "none" else 0
-    process = await _start_worker(url, backend, plan, preload, profile)
-    try:
-        ready = await _read_ready(process)
-        done = await _wait_all_succeeded(url, plan.jobs, process)
-    finally:
-        await _stop(process)
-    enqueue_seconds = enqueue_seconds or float(ready["enqueue_seconds"])
-    drain_seconds = done - float(ready["ready"])
-    return {
-        "drain_jobs_per_s": plan.jobs / drain_seconds,
-        "drain_seconds": drain_seconds,
-        "bulk_enqueue_jobs_per_s": plan.jobs / enqueue_seconds,
-    }
-
-
-async def _start_worker(
-    url: str, backend: str, plan: Plan, preload: int, profile: Path | None
-) -> Process:
-    args = [str(WORKER_SCRIPT), url, backend, "--concurrency", str(plan.concurrency)]
-    args += ["--preload", str(preload), "--batch", str(plan.batch)]
-    args += ["--profile", str(profile)] if profile else []
-    return await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE
+    figures = await timed_drain(
+        url,
+        backend,
+        plan.jobs,
+        concurrency=plan.concurrency,
+        preload=preload,
+        batch=plan.batch,
+        profile=profile,
     )
-
-
-async def _read_ready(process: Process) -> dict[str, float]:
-    assert process.stdout is not None  # noqa: S101  (created with stdout=PIPE)
-    async with asyncio.timeout(WORKER_READY_TIMEOUT_SECONDS):
-        line = await process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the worker process exited early (code {await process.wait()})")
-    ready: dict[str, float] = json.loads(line)
-    return ready
-
-
-async def _wait_all_succeeded(url: str, jobs: int, process: Process) -> float:
-    """Poll the jobs table until `jobs` succeeded; return the `time.time()` it was seen.
-
-    If nothing finishes for `STALL_SECONDS`, the worker is told to print its tasks' stacks
-    and the drain fails: a figure from a stuck worker would mean nothing.
-    """
-    sql = queries.load(schema=SCHEMA)["job_counts"]
-    connection = await asyncpg.connect(url)
-    succeeded, progress_at = -1, time.monotonic()
-    try:
-        while succeeded < jobs:
-            row = await connection.fetchrow(sql)
-            if row["failed"]:
-                raise RuntimeError(f"{row['failed']} no-op jobs failed")
-            if row["succeeded"] != succeeded:
-                succeeded, progress_at = row["succeeded"], time.monotonic()
-            elif time.monotonic() - progress_at > STALL_SECONDS:
-                process.send_signal(signal.SIGUSR1)
-                await asyncio.sleep(1)  # let it print
-                raise RuntimeError(f"the worker stalled at {succeeded}/{jobs} jobs succeeded")
-            await asyncio.sleep(POLL_SECONDS)
-        return time.time()
-    finally:
-        await connection.close()
-
-
-async def _stop(process: Process) -> None:
-    if process.returncode is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(60):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    enqueue_seconds = enqueue_seconds or float(figures.ready[0]["enqueue_seconds"])
+    results = {
+        "drain_jobs_per_s": figures.jobs_per_s,
+        "drain_seconds": figures.seconds,
+        "bulk_enqueue_jobs_per_s": plan.jobs / enqueue_seconds,
+        "drain_worker_peak_rss_mb": figures.peak_rss_kb[0] / KB_PER_MB,
+        "drain_worker_cpu_s": figures.worker_cpu_seconds,
+        "drain_postgres_cpu_s": figures.postgres_cpu_seconds,
+        "drain_jobs_per_worker_cpu_s": figures.jobs_per(figures.worker_cpu_seconds),
+        "drain_jobs_per_postgres_cpu_s": figures.jobs_per(figures.postgres_cpu_seconds),
+    }
+    return {name: value for name, value in results.items() if value is not None}
 
 
 # -- 2. enqueue rate ------------------------------------------------------------------------

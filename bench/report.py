@@ -1,4 +1,4 @@
-"""Turns raw results into medians, a machine line and a Markdown table."""
+"""Report helpers: the machine line, the revision, medians of runs and Markdown tables."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "Result", "machine_line", "markdown_table", "ratios", "revision"]
+__all__ = [
+    "Failure",
+    "Result",
+    "Values",
+    "by_key",
+    "cell",
+    "fmt",
+    "machine_line",
+    "median_of",
+    "ratios",
+    "revision",
+    "table",
+]
 
 Result = dict[str, Any]  # {"run": int, "backend": str, "metric": str, "value": float}
-
-METRICS = {
-    "drain_jobs_per_s": ("Drain no-op jobs, 1 worker process", "jobs/s"),
-    "bulk_enqueue_jobs_per_s": ("Bulk enqueue (`enqueue_many`, batches)", "jobs/s"),
-    "single_enqueue_jobs_per_s": ("Single enqueue (one awaited `enqueue` at a time)", "jobs/s"),
-    "pickup_p50_ms": ("Pickup latency on an idle worker, p50", "ms"),
-    "pickup_p99_ms": ("Pickup latency on an idle worker, p99", "ms"),
-}
+Failure = dict[str, Any]  # {"run": int, "backend": str, "benchmark": str, "error": str}
+Values = dict[tuple[str, str], list[float]]  # (metric, backend) -> one value per run
 
 
 def machine_line(server: dict[str, str]) -> str:
@@ -44,7 +50,7 @@ def revision() -> str:
         [*run, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
     )
     dirty = subprocess.run(
-        [*run, "status", "--porcelain", "--", "core"], check=False, capture_output=True
+        [*run, "status", "--porcelain", "--", "core", "plugins"], check=False, capture_output=True
     )
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
@@ -59,44 +65,49 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _by_metric(results: list[Result]) -> dict[tuple[str, str], list[float]]:
-    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+def by_key(results: list[Result]) -> Values:
+    """Every run's value of each (metric, backend)."""
+    values: Values = defaultdict(list)
     for result in results:
         values[result["metric"], result["backend"]].append(result["value"])
     return values
 
 
-def ratios(results: list[Result], metric: str, over: str, under: str) -> list[float]:
-    """Per run, `metric` of backend `over` divided by that of `under` (same run, same noise)."""
-    by_run: dict[int, dict[str, float]] = defaultdict(dict)
+def median_of(values: Values, metric: str, backend: str) -> float | None:
+    """The median of `metric` for `backend`, None if it was not measured."""
+    samples = values.get((metric, backend))
+    return statistics.median(samples) if samples else None
+
+
+def ratios(results: list[Result], over: tuple[str, str], under: tuple[str, str]) -> list[float]:
+    """Per run, the value of (metric, backend) `over` divided by that of `under`: both saw
+    the same run's noise."""
+    by_run: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
     for result in results:
-        if result["metric"] == metric:
-            by_run[result["run"]][result["backend"]] = result["value"]
-    return [v[over] / v[under] for v in by_run.values() if over in v and under in v]
+        by_run[result["run"]][result["metric"], result["backend"]] = result["value"]
+    return [v[over] / v[under] for v in by_run.values() if over in v and under in v and v[under]]
 
 
-def markdown_table(results: list[Result], backends: list[str]) -> str:
-    """Median (min-max) of every metric per backend, one row per metric."""
-    values = _by_metric(results)
-    lines = [
-        "| benchmark | unit | " + " | ".join(f"`{b}`" for b in backends) + " |",
-        "| --- | --- | " + " | ".join("---:" for _ in backends) + " |",
-    ]
-    for metric, (title, unit) in METRICS.items():
-        cells = [_cell(values.get((metric, backend), [])) for backend in backends]
-        if any(cell != "-" for cell in cells):
-            lines.append(f"| {title} | {unit} | " + " | ".join(cells) + " |")
+def table(header: list[str], rows: list[list[str]], *, left: int = 1) -> str:
+    """A Markdown table: the first `left` columns (labels) left-aligned, figures right."""
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append(
+        "| " + " | ".join("---" if i < left else "---:" for i in range(len(header))) + " |"
+    )
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _cell(samples: list[float]) -> str:
+def cell(samples: list[float] | None) -> str:
+    """`**median** (min-max)` of the runs, the bare value for one run, `-` for none."""
     if not samples:
         return "-"
-    median = _fmt(statistics.median(samples))
+    median = fmt(statistics.median(samples))
     if len(samples) == 1:
         return median
-    return f"**{median}** ({_fmt(min(samples))}-{_fmt(max(samples))})"
+    return f"**{median}** ({fmt(min(samples))}-{fmt(max(samples))})"
 
 
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+def fmt(value: float) -> str:
+    """Whole numbers with separators from 100 up, two decimals below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"

@@ -1,8 +1,13 @@
 """One benchmark worker process: `python bench/worker_proc.py URL BACKEND [options]`.
 
-It opens the app, optionally enqueues jobs itself (the `none` broker lives in this process
-only), prints one JSON line `{"ready": <time.time()>, "enqueue_seconds": ...}` and then runs
-a worker until SIGTERM. SIGUSR1 prints every asyncio task's stack to stderr.
+It opens the app and optionally enqueues jobs itself (the `none` broker lives in this
+process only), prints one JSON line `{"ready": <time.time()>, "enqueue_seconds": ...}`, waits
+for a line on stdin (the start barrier), then runs a worker until SIGTERM. As it exits it
+prints one more JSON line, its exit report: `{"sqs_calls": {operation: count}}` (empty but
+for `sqs`). SIGUSR1 prints every asyncio task's stack to stderr.
+
+After a preload, its peak RSS (`VmHWM`) is reset to the current RSS, so the peak the
+benchmark reads covers the drain, not the building of the preloaded payloads.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from call_counter import CallCounter
+from procstat import reset_peak_rss
 from workload import enqueue_bulk, make_app
 
 if TYPE_CHECKING:
@@ -38,17 +45,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> None:
-    """Preload, announce readiness, then work until SIGTERM."""
+    """Preload, announce readiness, wait for the release, work until SIGTERM, report."""
     app = make_app(args.url, args.backend)
+    counter = CallCounter()
     async with app:
+        if args.backend == "sqs":
+            counter.attach(app.broker)
         started = time.perf_counter()
         if args.preload:
             await enqueue_bulk(app, args.preload, args.batch)
+            reset_peak_rss()
         enqueue_seconds = time.perf_counter() - started
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         print(json.dumps({"ready": time.time(), "enqueue_seconds": enqueue_seconds}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the benchmark's `go`
         with profiled(args.profile):
             await work(app, args.concurrency)
+    print(json.dumps({"sqs_calls": dict(counter.calls)}), flush=True)
 
 
 async def work(app: Polyqueue, concurrency: int) -> None:

@@ -35,8 +35,13 @@ def make_app(url: str, backend: str, on_run: Callable[[], None] | None = None) -
     return app
 
 
-async def enqueue_bulk(app: Polyqueue, jobs: int, batch: int) -> None:
-    """Enqueue `jobs` no-op jobs with `enqueue_many`, `batch` per call."""
+async def enqueue_bulk(
+    app: Polyqueue, jobs: int, batch: int, after_batch: Callable[[int], None] | None = None
+) -> None:
+    """Enqueue `jobs` no-op jobs with `enqueue_many`, `batch` per call; `after_batch(done)`
+    is called after each call with the number of jobs enqueued so far."""
     for start in range(0, jobs, batch):
-        payloads = [Noop(n=n) for n in range(start, min(start + batch, jobs))]
-        await app.enqueue_many(HANDLER, payloads)
+        end = min(start + batch, jobs)
+        await app.enqueue_many(HANDLER, [Noop(n=n) for n in range(start, end)])
+        if after_batch is not None:
+            after_batch(end)
