@@ -69,6 +69,15 @@ async def test_results_come_back_raw_and_typed(app: Polyqueue) -> None:
     assert await app.get_job_result_typed_via_registry(job_id) == Total(total=5)
 
 
+async def test_a_finished_jobs_notice_goes_in_the_commit_that_records_it(app: Polyqueue) -> None:
+    """The default broker is the built-in one: its notices live beside the jobs."""
+    job_ids = await app.enqueue_many("math.add", [{"a": n, "b": 1} for n in range(20)])
+    for job_id in job_ids:
+        await app.wait_for(job_id, timeout=30)
+    count = "SELECT count(*) FROM polyqueue.broker_messages"
+    assert await app.store.pool.fetchval(count) == 0  # no wait: gone with the outcome
+
+
 async def test_a_failed_job_has_no_result(app: Polyqueue) -> None:
     job_id = await app.enqueue("math.fail", {"a": 1, "b": 1})
     job = await app.wait_for(job_id, timeout=30)

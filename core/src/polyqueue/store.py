@@ -245,10 +245,17 @@ class JobStore(MaintenanceQueries, InspectionQueries):
         ]
 
     async def job_complete_many(
-        self, outcomes: Sequence[Outcome], executor: Executor | None = None
+        self,
+        outcomes: Sequence[Outcome],
+        executor: Executor | None = None,
+        receipts: Sequence[tuple[int, int]] = (),
     ) -> dict[int, datetime | None]:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
-        fenced off), each with its `run_at` if it was scheduled for a retry."""
+        fenced off), each with its `run_at` if it was scheduled for a retry.
+
+        `receipts` of the built-in `postgres` broker's deliveries are acked in the same
+        statement.
+        """
         columns = (
             [o.job_id for o in outcomes],
             [o.attempt for o in outcomes],
@@ -260,7 +267,9 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             [o.delay for o in outcomes],
         )
         with translate_errors("record outcomes"):
-            rows = await (executor or self.pool).fetch(self._sql["job_complete_many"], *columns)
+            rows = await (executor or self.pool).fetch(
+                self._sql["job_complete_many"], *columns, *_unzip(receipts)
+            )
         return {row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows}
 
     async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:

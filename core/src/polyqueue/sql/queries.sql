@@ -150,7 +150,14 @@ ORDER BY leased.priority DESC, leased.id;
 
 -- name: job_complete_many :many
 -- Record many outcomes of running attempts; a row whose attempt moved on is left alone.
+-- With receipts in $9 and $10 (the built-in `postgres` broker beside the jobs), the same
+-- statement acks their notices as `message_delete_many` does: one commit for both.
 -- transition: running -> succeeded | failed | scheduled
+WITH acked AS (
+    DELETE FROM {schema}.broker_messages AS m
+    USING unnest($9::bigint[], $10::integer[]) AS r(id, deliveries)
+    WHERE m.id = r.id AND m.deliveries = r.deliveries
+)
 UPDATE {schema}.jobs AS j
 SET status = o.status::{schema}.job_status,
     result = coalesce(o.result::jsonb, j.result),
