@@ -7,6 +7,8 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 from draining import timed_drain
 from procstat import KB_PER_MB
 from workload import HANDLER, Noop, enqueue_bulk, make_app
@@ -66,14 +68,32 @@ async def drain(
 
 
 async def single_enqueue(url: str, backend: str, plan: Plan) -> dict[str, float]:
-    """One producer awaiting each `app.enqueue` in turn, no worker running."""
+    """One producer awaiting each `app.enqueue` in turn, no worker running; then, as the
+    floor any durable enqueue stands on, plain asyncpg committing a one-row INSERT per call."""
     async with make_app(url, backend) as app:
         await app.enqueue(HANDLER, Noop(n=-1))  # warm up the pool and prepared statements
         started = time.perf_counter()
         for n in range(plan.single):
             await app.enqueue(HANDLER, Noop(n=n))
         elapsed = time.perf_counter() - started
-    return {"single_enqueue_jobs_per_s": plan.single / elapsed}
+    return {
+        "single_enqueue_jobs_per_s": plan.single / elapsed,
+        "single_insert_floor_per_s": await _insert_floor(url, plan.single),
+    }
+
+
+async def _insert_floor(url: str, count: int) -> float:
+    """Rows/s of `INSERT ... RETURNING id` of one JSON row, each its own commit."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v jsonb)")
+        insert = await connection.prepare("INSERT INTO bench_floor (v) VALUES ($1) RETURNING id")
+        started = time.perf_counter()
+        for n in range(count):
+            await insert.fetchval(f'{{"n":{n}}}')
+        return count / (time.perf_counter() - started)
+    finally:
+        await connection.close()
 
 
 # -- 3. pickup latency ----------------------------------------------------------------------

@@ -23,6 +23,11 @@ MAIN = [
     ("drain_jobs_per_s", "Drain no-op jobs, 1 worker process", "jobs/s"),
     ("bulk_enqueue_jobs_per_s", "Bulk enqueue (`enqueue_many`, batches)", "jobs/s"),
     ("single_enqueue_jobs_per_s", "Single enqueue (one awaited `enqueue` at a time)", "jobs/s"),
+    (
+        "single_insert_floor_per_s",
+        "Floor: asyncpg committing a one-row `INSERT` per call",
+        "rows/s",
+    ),
     ("pickup_p50_ms", "Pickup latency on an idle worker, p50", "ms"),
     ("pickup_p99_ms", "Pickup latency on an idle worker, p99", "ms"),
 ]
