@@ -12,6 +12,8 @@ from e2e_support import status_is, wait_done
 from pydantic import BaseModel
 
 from polyqueue import JobContext, JobStatus
+from polyqueue.broker import Message
+from polyqueue.notices import notice_message
 from polyqueue.testing.helpers import eventually, running_worker
 
 
@@ -309,3 +311,32 @@ async def test_a_handler_error_does_not_stop_other_jobs(make_app, queue_backend)
     assert [j.status for j in jobs] == [
         JobStatus.FAILED if n % 2 else JobStatus.SUCCEEDED for n in range(10)
     ]
+
+
+async def test_garbage_and_duplicate_notices_are_dropped_and_each_job_runs_once(
+    make_app, queue_backend
+) -> None:
+    app = make_app(queue_backend=queue_backend)
+    runs: list[int] = []
+
+    @app.register("e2e.count")
+    async def count(payload: Item) -> None:
+        runs.append(payload.n)
+
+    async with app:
+        queue = app.handlers["e2e.count"].queue
+        ids = await app.enqueue_many("e2e.count", [Item(n=n) for n in range(5)])
+        garbage = [b"not json", b"\xff\xfe", b'{"job_id": "seven"}', b'{"job_id": 987654321}']
+        twice = [notice_message(job_id, queue) for job_id in ids for _ in range(2)]
+        await app.broker.publish([Message(queue, body) for body in garbage] + twice)
+        async with running_worker(app, concurrency=10):
+            for job_id in ids:
+                assert (await wait_done(app, job_id)).status is JobStatus.SUCCEEDED
+
+            async def no_notices_left() -> bool:
+                left = await app.broker.receive([queue], max_messages=100, wait_seconds=0)
+                await app.broker.nack(left)
+                return not left
+
+            await eventually(no_notices_left, timeout=20)
+    assert sorted(runs) == list(range(5))  # each job once, whatever came with it

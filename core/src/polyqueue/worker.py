@@ -193,15 +193,22 @@ class Worker:
             ),
             RECEIVE_WAIT_SECONDS,
         )
+        started: set[int] = set()
+        duplicates: list[Delivery] = []
         unclaimed: list[Delivery] = []
         for notice in notices:
             delivery = broker.delivery(
                 notice.message_id, notice.deliveries, notice.queue, notice.body
             )
-            if notice.job is not None and notice.job.id not in self._running:
-                self._start(notice.job, delivery)
-            else:  # not a notice, a job this worker holds, a duplicate, or locked elsewhere
+            job = notice.job
+            if job is not None and job.id in started:
+                duplicates.append(delivery)  # two notices of one job in this batch
+            elif job is not None and job.id not in self._running:
+                self._start(job, delivery)
+                started.add(job.id)
+            else:  # not a notice, a job this worker holds, or one locked elsewhere
                 unclaimed.append(delivery)
+        await broker.ack(duplicates)
         if unclaimed:
             await self._dispatch(unclaimed)
 
