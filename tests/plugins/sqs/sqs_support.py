@@ -76,3 +76,16 @@ class CallCounter:
     @property
     def total(self) -> int:
         return sum(self.calls.values())
+
+
+async def queue_counts(client: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of the SQS queue at `url` (exact on moto)."""
+    reply = await client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    attributes = reply["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from sqs_support import CallCounter, free_port
+from sqs_support import CallCounter, free_port, queue_counts
 
 from polyqueue.broker import Message
 from polyqueue.exceptions import (
@@ -16,7 +16,10 @@ from polyqueue.exceptions import (
     UnsupportedCapabilityError,
 )
 from polyqueue.notices import encode_notice
+from polyqueue.testing.contract import receive_until
+from polyqueue.testing.helpers import eventually
 from polyqueue_sqs import SqsBroker, SqsBrokerSettings
+from polyqueue_sqs import broker as broker_module
 from polyqueue_sqs.entries import long_poll_seconds, send_entry, sqs_queue_name, whole_seconds
 from polyqueue_sqs.settings import load_sqs_settings
 
@@ -106,9 +109,27 @@ async def test_queue_urls_are_resolved_once(sqs_settings) -> None:
         counter.attach(broker.client.raw)
         for _ in range(3):
             await broker.publish([Message("cached", b"x")])
-        assert counter.calls["GetQueueUrl"] == 1
-        assert counter.calls["CreateQueue"] == 1
-        assert counter.calls["SendMessageBatch"] == 3
+        assert counter.calls == {"CreateQueue": 1, "SendMessageBatch": 3}  # no GetQueueUrl
+    settings = sqs_settings.model_copy(update={"create_queues": False})
+    async with SqsBroker(settings, lease_seconds=1) as broker:
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        await broker.publish([Message("cached", b"y")])
+        await broker.publish([Message("cached", b"z")])
+        assert counter.calls == {"GetQueueUrl": 1, "SendMessageBatch": 2}
+
+
+async def test_an_existing_queue_with_other_attributes_is_used(sqs_settings) -> None:
+    async with SqsBroker(sqs_settings, lease_seconds=1) as broker:
+        name = sqs_queue_name(sqs_settings, "declared")
+        await broker.client.raw.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "7"})
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        await broker.publish([Message("declared", b"x")])  # CreateQueue refused: GetQueueUrl
+        assert counter.calls == {"CreateQueue": 1, "GetQueueUrl": 1, "SendMessageBatch": 1}
+        got = await broker.receive(["declared"], max_messages=10, wait_seconds=5)
+        assert [d.body for d in got] == [b"x"]
+        await broker.ack(got)
 
 
 async def test_publish_sends_batches_of_ten(sqs_settings) -> None:
@@ -152,8 +173,112 @@ async def test_many_queues_never_exceed_max_messages(sqs_settings) -> None:
         deadline = time.monotonic() + 15
         while len(rest) < 10 - len(got) and time.monotonic() < deadline:
             rest += await broker.receive(["a", "b"], max_messages=10, wait_seconds=1)
-        assert len(rest) == 10 - len(got)  # the surplus was released, not kept invisible
+        assert len(rest) == 10 - len(got)  # the surplus was held or released, never kept
         await broker.ack(rest)
+
+
+async def test_a_receive_over_several_queues_returns_with_the_first_messages(sqs_settings) -> None:
+    async with SqsBroker(sqs_settings, lease_seconds=30) as broker:
+        await broker.publish([Message("busy", b"x")])
+        started = time.monotonic()
+        got = await broker.receive(["idle", "busy"], max_messages=10, wait_seconds=20)
+        assert [d.body for d in got] == [b"x"]
+        assert time.monotonic() - started < 10  # not after the idle queue's 20 s long poll
+        await broker.ack(got)
+
+
+async def test_messages_beyond_max_messages_wait_for_the_next_receive(sqs_settings) -> None:
+    async with SqsBroker(sqs_settings, lease_seconds=30) as broker:
+        await broker.publish([Message("a", b"a"), Message("b", b"b")])
+        first = await broker.receive(["a", "b"], max_messages=1, wait_seconds=5)
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        second = await broker.receive(["a", "b"], max_messages=1, wait_seconds=5)
+        assert sorted(d.body for d in [*first, *second]) == [b"a", b"b"]
+        assert counter.calls["ChangeMessageVisibilityBatch"] == 0  # the second was not released
+        assert counter.calls["ReceiveMessage"] <= 1  # at most a new poll of the first's queue
+        await broker.ack([*first, *second])
+
+
+async def test_held_messages_nobody_takes_are_released(sqs_settings) -> None:
+    settings = sqs_settings.model_copy(update={"visibility_timeout": 120})
+    async with SqsBroker(settings) as mine, SqsBroker(settings) as other:
+        await mine.publish([Message("a", b"a"), Message("b", b"b")])
+        counter = CallCounter()
+        counter.attach(mine.client.raw)
+        first = await mine.receive(["a", "b"], max_messages=1, wait_seconds=5)
+        # Invisible for 120 s once received: only the release lets the other broker have it.
+        rest = await receive_until(other, ["a", "b"], 1, timeout=60)
+        assert sorted(d.body for d in [*first, *rest]) == [b"a", b"b"]
+        assert counter.calls["ChangeMessageVisibilityBatch"] == 1
+        await mine.ack(first)
+        await other.ack(rest)
+
+
+async def test_small_receives_share_one_call_while_the_intake_is_high(
+    sqs_settings, monkeypatch
+) -> None:
+    monkeypatch.setattr(broker_module, "HOLD_SECONDS", 60.0)  # no clock in this test
+    settings = sqs_settings.model_copy(update={"visibility_timeout": 600})
+    async with SqsBroker(settings) as broker:
+        await broker.publish([Message("q", b"%d" % i) for i in range(20)])
+        got = await receive_until(broker, ["q"], 10)  # ten taken in the last hold period
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        for _ in range(10):  # a worker whose slots free up one at a time
+            got += await broker.receive(["q"], max_messages=1, wait_seconds=5)
+        assert sorted(int(d.body) for d in got) == list(range(20))
+        assert counter.calls == {"ReceiveMessage": 1}  # asked for ten, held nine
+        await broker.ack(got)
+
+
+async def test_interrupt_returns_a_waiting_receive_and_keeps_its_poll(sqs_settings) -> None:
+    async with SqsBroker(sqs_settings, lease_seconds=30) as broker:
+        await broker.publish([Message("q", b"warm")])
+        await broker.ack(await broker.receive(["q"], max_messages=1, wait_seconds=5))
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        waiting = asyncio.create_task(broker.receive(["q"], max_messages=1, wait_seconds=20))
+        await eventually(lambda: counter.calls["ReceiveMessage"] == 1)
+        broker.interrupt()
+        assert await asyncio.wait_for(waiting, 5) == []
+        await broker.publish([Message("q", b"after")])
+        got = await broker.receive(["q"], max_messages=1, wait_seconds=20)
+        assert [d.body for d in got] == [b"after"]
+        assert counter.calls["ReceiveMessage"] == 1  # the interrupted long poll brought it
+        await broker.ack(got)
+
+
+async def test_acks_of_separate_calls_share_a_delete_batch(sqs_settings) -> None:
+    async with SqsBroker(sqs_settings, lease_seconds=30) as broker:
+        await broker.publish([Message("acks", b"%d" % i) for i in range(13)])
+        got = await receive_until(broker, ["acks"], 13)
+        url = await broker.client.queue_url("acks")
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        for delivery in got[:10]:
+            await broker.ack([delivery])
+        await eventually(lambda: counter.calls["DeleteMessageBatch"] == 1)  # ten: sent at once
+        await broker.ack(got[10:])  # three wait for company, at most ACK_LINGER; close sends
+    assert counter.calls == {"DeleteMessageBatch": 2}
+    async with SqsBroker(sqs_settings) as again:
+        assert await queue_counts(again.client.raw, url) == (0, 0)  # all 13 deleted
+
+
+async def test_extend_calls_sqs_only_when_the_visibility_runs_low(sqs_settings) -> None:
+    settings = sqs_settings.model_copy(update={"visibility_timeout": 60})
+    async with SqsBroker(settings) as broker:
+        await broker.publish([Message("long", b"x")])
+        got = await receive_until(broker, ["long"], 1)
+        counter = CallCounter()
+        counter.attach(broker.client.raw)
+        await broker.extend(got, 60)  # just received: invisible for about 60 s more
+        assert counter.calls == {}
+        await broker.extend(got, 600)  # more than it has
+        assert counter.calls == {"ChangeMessageVisibilityBatch": 1}
+        await broker.extend(got, 600)  # just extended
+        assert counter.calls == {"ChangeMessageVisibilityBatch": 1}
+        await broker.ack(got)
 
 
 async def test_close_interrupts_a_twenty_second_long_poll(sqs_settings) -> None:

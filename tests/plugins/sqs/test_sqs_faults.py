@@ -159,8 +159,9 @@ async def _sqs_queue_empty(app: Polyqueue, queue: str) -> bool:
 
 @pytest.mark.timeout(300)
 async def test_sqs_calls_per_job_during_a_drain(make_app, sqs_env: str) -> None:
-    producer, _ = counting_app(make_app)
-    worker_app, runs = counting_app(make_app, heartbeat_interval=1.0)
+    deployed = {"lease_seconds": 30.0}  # the default lease, so visibility behaves as deployed
+    producer, _ = counting_app(make_app, **deployed)
+    worker_app, runs = counting_app(make_app, heartbeat_interval=1.0, **deployed)
     total = 300
     async with producer, worker_app:
         produced, consumed = CallCounter(), CallCounter()
@@ -172,11 +173,18 @@ async def test_sqs_calls_per_job_during_a_drain(make_app, sqs_env: str) -> None:
         async with running_worker(worker_app, concurrency=10):
             await eventually(lambda: _at_least(worker_app, total), timeout=120)
         elapsed = time.monotonic() - started
-    per_job = consumed.total / total
+    calls = produced.calls + consumed.calls
+    per_job = sum(calls.values()) / total
+    setup = calls["CreateQueue"] + calls["GetQueueUrl"]  # once per queue and process
     print(  # noqa: T201  (the figure is the point of this test; run with -s to see it)
-        f"\nSQS calls: producer {produced.total / total:.2f}/job {dict(produced.calls)};"
-        f" worker {per_job:.2f}/job {dict(consumed.calls)}; {total / elapsed:.0f} jobs/s on moto"
+        f"\nSQS calls per job: producer {produced.total / total:.2f} {dict(produced.calls)};"
+        f" worker {consumed.total / total:.2f} {dict(consumed.calls)}; total {per_job:.2f}"
+        f" ({(sum(calls.values()) - setup) / total:.2f} without queue setup);"
+        f" {total / elapsed:.0f} jobs/s on moto"
     )
     assert len(runs) == total
-    assert produced.calls["SendMessageBatch"] <= total / 10 + 10  # batches of ten
-    assert per_job < 1.5
+    assert produced.calls["SendMessageBatch"] == total / 10  # batches of ten
+    # One SendMessageBatch, ReceiveMessage and DeleteMessageBatch per ten jobs is the floor
+    # (0.3); 0.31 here with the queue setup and the last, empty long poll. A machine too slow
+    # to run ten jobs a second makes smaller receives and deletes: hence the margin.
+    assert per_job < 0.6

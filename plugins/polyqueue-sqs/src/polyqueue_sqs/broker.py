@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
-from polyqueue.exceptions import BrokerError, BrokerUnavailableError
+from polyqueue.exceptions import BrokerUnavailableError, PolyqueueError
 from polyqueue_sqs.entries import (
     BATCH,
     MAX_DELAY_SECONDS,
@@ -19,24 +21,40 @@ from polyqueue_sqs.entries import (
     send_entry,
     whole_seconds,
 )
+from polyqueue_sqs.receipts import DeleteBuffer, Receipt
 from polyqueue_sqs.settings import SqsBrokerSettings, load_sqs_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Coroutine, Iterable, Sequence
 
     from polyqueue_sqs.client import SqsClient
 
 __all__ = ["SqsBroker"]
 
+log = logging.getLogger(__name__)
+
 SHORT_POLL_PAUSE = 0.1
-"""Pause between short polls when a receive has less than a second left."""
+"""Pause after an empty short poll (a receive with less than a second left)."""
+HOLD_SECONDS = 1.0
+"""Longest a received message waits in the broker for a `receive` to take it (at most a
+quarter of the visibility timeout), then it is released for other consumers."""
+RECEIVE_SLACK = 0.25
+"""SQS starts a message's visibility between sending ReceiveMessage and its reply (for a long
+poll, when the message is handed out): counted from `RECEIVE_SLACK` before the reply, or from
+the send if that is later."""
 
 
 class SqsBroker(Broker):
-    """One SQS queue per Polyqueue queue; a delivery's handle is its receipt handle.
+    """One SQS queue per Polyqueue queue; a delivery's handle is a `Receipt`.
 
     Ownership is SQS's visibility timeout: `extend` and `nack` change it, `ack` deletes the
     message. A stale receipt (the message became visible and was received again) is ignored.
+
+    Each queue has at most one `ReceiveMessage` in flight, and it outlives the `receive` that
+    started it: a `receive` over several queues returns as soon as one has messages, and what
+    the others bring (or anything beyond `max_messages`) waits for the next `receive`, at most
+    `HOLD_SECONDS`, instead of being released and received again. Acks are deleted ten per
+    call across `ack` calls (`DeleteBuffer`).
     """
 
     name: ClassVar[str] = "sqs"
@@ -55,9 +73,18 @@ class SqsBroker(Broker):
         if self.settings.fifo:  # FIFO queues take no per-message delay
             self.capabilities = replace(self.capabilities, native_delay=False, max_delay_seconds=0)
         self.visibility_timeout = self.settings.visibility_timeout or lease_seconds
+        self._visibility = whole_seconds(self.visibility_timeout, MAX_VISIBILITY_SECONDS)
+        self._hold = min(HOLD_SECONDS, self._visibility / 4)
         self._client: SqsClient | None = None
-        self._closing = asyncio.Event()
-        self._polls: set[asyncio.Future[Any]] = set()
+        self._deletes: DeleteBuffer | None = None
+        self._closing = False
+        self._polls: dict[str, asyncio.Task[list[Delivery]]] = {}
+        self._failures: dict[str, BaseException] = {}
+        self._held: list[tuple[float, Delivery]] = []
+        self._intake: deque[tuple[float, int]] = deque()
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_environment(cls, environment: BrokerEnvironment) -> Self:
@@ -73,22 +100,43 @@ class SqsBroker(Broker):
         """Create the one aiobotocore client of this broker (no call is made yet)."""
         from polyqueue_sqs.client import SqsClient  # noqa: PLC0415  (lazy SDK import)
 
-        client = SqsClient(self.settings, self.visibility_timeout)
+        client = SqsClient(self.settings, self._visibility)
         await client.open()
         self._client = client
-        self._closing.clear()
+        self._deletes = DeleteBuffer(client.delete_batch)
+        self._closing = False
 
     async def close(self) -> None:
-        """Cancel waiting long polls (their receives return `[]`), close the client."""
-        self._closing.set()
-        polls, self._polls = self._polls, set()
+        """Return waiting receives, cancel polls, release held messages, send pending acks,
+        close the client. Idempotent."""
+        self._closing = True
+        self.interrupt()
+        polls = list(self._polls.values())
         for poll in polls:
             poll.cancel()
         if polls:
             await asyncio.wait(polls)
+        self._failures.clear()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        held, self._held = [delivery for _, delivery in self._held], []
         client, self._client = self._client, None
+        deletes, self._deletes = self._deletes, None
         if client is not None:
+            if held:
+                await self._release(client, held)
+            if deletes is not None:
+                await deletes.flush()
+            while self._background:
+                await asyncio.wait(set(self._background))
             await client.close()
+
+    def interrupt(self) -> None:
+        """Receives waiting now return `[]`; their polls go on, what they bring is held."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -98,100 +146,198 @@ class SqsBroker(Broker):
         by_queue: defaultdict[str, list[Message]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
-        sends = [
+        await _all(
             client.send_batch(queue, [send_entry(i, m, self.settings) for i, m in enumerate(chunk)])
             for queue, queued in by_queue.items()
             for chunk in batches(queued)
-        ]
-        await _all(sends)
+        )
 
     # -- receiving ----------------------------------------------------------------------------
 
     async def receive(
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
-        """Long-poll `queues` (concurrently) until a message comes or `wait_seconds` pass."""
+        """Held messages of `queues` first, else long-poll them until one brings messages or
+        `wait_seconds` pass (`wait_seconds=0`: one round trip)."""
         self._require()
+        if not queues or max_messages <= 0:
+            return []
         deadline = time.monotonic() + wait_seconds
-        while not self._closing.is_set() and queues and max_messages > 0:
-            remaining = deadline - time.monotonic()
-            wait = long_poll_seconds(remaining, self.settings.wait_time_seconds)
-            got = await self._unless_closed(self._poll(queues, max_messages, wait))
-            if got:
-                return got
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closing.is_set():
-                break
-            if wait == 0:
-                await self._unless_closed(asyncio.sleep(min(remaining, SHORT_POLL_PAUSE)))
-        return []
-
-    async def _poll(self, queues: Sequence[str], max_messages: int, wait: int) -> list[Delivery]:
-        """One ReceiveMessage per queue; what exceeds `max_messages` is released at once."""
-        client = self._require()
-        asked = min(max_messages, BATCH)
-        replies = await asyncio.gather(*(client.receive(q, asked, wait) for q in queues))
-        deliveries = [
-            Delivery(self, queue, message["Body"].encode("utf-8"), message["ReceiptHandle"])
-            for queue, reply in zip(queues, replies, strict=True)
-            for message in reply
-        ]
-        if len(deliveries) > max_messages:
-            await self.nack(deliveries[max_messages:])
-        return deliveries[:max_messages]
-
-    async def _unless_closed(self, work: Awaitable[list[Delivery] | None]) -> list[Delivery] | None:
-        """Await `work`; None if `close()` cancelled it (or was called) meanwhile."""
-        poll = asyncio.ensure_future(work)
-        self._polls.add(poll)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
         try:
-            return await asyncio.shield(poll)
-        except asyncio.CancelledError:
-            if self._closing.is_set() and poll.cancelled():
-                return None
-            poll.cancel()
-            raise
-        except BrokerError:
-            if self._closing.is_set():
-                return None
-            raise
+            polled = False
+            while True:
+                self._raise_failure(queues)
+                if waiter.done():  # interrupted, or closing: what came stays held
+                    return []
+                got = self._take(queues, max_messages)
+                now = time.monotonic()
+                if got:
+                    self._intake.append((now, len(got)))
+                    return got
+                remaining = deadline - now
+                if polled and remaining <= 0:
+                    return []
+                fresh, polls = self._poll(queues, max_messages, deadline)
+                if remaining > 0:
+                    await asyncio.wait(
+                        {*polls, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                elif fresh:
+                    await asyncio.wait({*fresh, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                polled = True
         finally:
-            self._polls.discard(poll)
+            self._waiters.discard(waiter)
+
+    def _poll(
+        self, queues: Sequence[str], max_messages: int, deadline: float
+    ) -> tuple[list[asyncio.Task[list[Delivery]]], list[asyncio.Task[list[Delivery]]]]:
+        """The poll in flight of each queue, started where there is none: (started, all).
+
+        A poll asks for `max_messages`, or for as many as receives took in the last hold
+        period if that is more (up to ten): that surplus is likely taken while it is held.
+        """
+        now = time.monotonic()
+        asked = min(max(max_messages, self._recent_intake(now)), BATCH)
+        wait = long_poll_seconds(deadline - now, self.settings.wait_time_seconds)
+        fresh = []
+        for queue in queues:
+            if queue not in self._polls:
+                fetch = self._fetch(queue, asked, wait, deadline)
+                poll = asyncio.get_running_loop().create_task(fetch)
+                poll.add_done_callback(functools.partial(self._polled, queue))
+                self._polls[queue] = poll
+                fresh.append(poll)
+        return fresh, [self._polls[queue] for queue in queues]
+
+    async def _fetch(self, queue: str, asked: int, wait: int, deadline: float) -> list[Delivery]:
+        """One ReceiveMessage."""
+        sent = time.monotonic()
+        messages = await self._require().receive(queue, asked, wait)
+        replied = time.monotonic()
+        if not messages and wait == 0:
+            await asyncio.sleep(min(SHORT_POLL_PAUSE, max(deadline - replied, 0.0)))
+        since = max(sent, replied - RECEIVE_SLACK)
+        return [
+            Delivery(
+                self,
+                queue,
+                message["Body"].encode("utf-8"),
+                Receipt(message["ReceiptHandle"], since + self._visibility, since),
+            )
+            for message in messages
+        ]
+
+    def _recent_intake(self, now: float) -> int:
+        """Deliveries that receives returned during the last hold period."""
+        while self._intake and now - self._intake[0][0] > self._hold:
+            self._intake.popleft()
+        return sum(count for _, count in self._intake)
+
+    def _polled(self, queue: str, poll: asyncio.Task[list[Delivery]]) -> None:
+        """A poll ended: hold what it brought, or keep its error for the next receive."""
+        if self._polls.get(queue) is poll:
+            del self._polls[queue]
+        if poll.cancelled():
+            return
+        error = poll.exception()
+        if error is not None:
+            self._failures[queue] = error
+            return
+        now = time.monotonic()
+        self._held.extend((now, delivery) for delivery in poll.result())
+        self._arm_release()
+
+    def _raise_failure(self, queues: Sequence[str]) -> None:
+        for queue in queues:
+            error = self._failures.pop(queue, None)
+            if error is not None:
+                raise error
+
+    def _take(self, queues: Sequence[str], max_messages: int) -> list[Delivery]:
+        """Up to `max_messages` held deliveries of `queues`, oldest first."""
+        taken: list[Delivery] = []
+        kept: list[tuple[float, Delivery]] = []
+        for held in self._held:
+            if len(taken) < max_messages and held[1].queue in queues:
+                taken.append(held[1])
+            else:
+                kept.append(held)
+        self._held = kept
+        return taken
+
+    def _arm_release(self) -> None:
+        if self._release_timer is None and self._held:
+            delay = max(self._held[0][0] + self._hold - time.monotonic(), 0.0)
+            self._release_timer = asyncio.get_running_loop().call_later(delay, self._release_stale)
+
+    def _release_stale(self) -> None:
+        """Release held messages no receive took in time, so other consumers get them."""
+        self._release_timer = None
+        now = time.monotonic()
+        stale = [delivery for held_at, delivery in self._held if now - held_at >= self._hold]
+        self._held = [held for held in self._held if now - held[0] < self._hold]
+        if stale and self._client is not None:
+            self._spawn(self._release(self._client, stale))
+        self._arm_release()
+
+    async def _release(self, client: SqsClient, deliveries: Sequence[Delivery]) -> None:
+        try:
+            await self._change_visibility(client, deliveries, 0)
+        except PolyqueueError as exc:  # they come back once their visibility ends
+            log.warning("releasing %d held SQS messages failed: %s", len(deliveries), exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- settling -----------------------------------------------------------------------------
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """DeleteMessageBatch in tens; receipts that are no longer current are ignored."""
-        client = self._require()
-        await _all(
-            client.delete_batch(queue, chunk)
-            for queue, receipts in _by_queue(deliveries).items()
-            for chunk in batches(receipts)
-        )
+        """Queue for DeleteMessageBatch: ten go at once, fewer within `ACK_LINGER` seconds
+        (before their visibility ends); `close` sends the rest. Stale receipts are ignored,
+        a failed delete is logged (the message comes back and is dropped)."""
+        self._require()
+        deletes = self._deletes
+        if deletes is not None:  # set with the client
+            for queue, receipts in _by_queue(deliveries).items():
+                deletes.add(queue, receipts)
 
     async def nack(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
         """Visible again after `delay` seconds (rounded up, at most SQS's 12 hours)."""
-        await self._change_visibility(deliveries, whole_seconds(delay, MAX_VISIBILITY_SECONDS))
+        client = self._require()
+        seconds = whole_seconds(delay, MAX_VISIBILITY_SECONDS)
+        await self._change_visibility(client, deliveries, seconds)
 
     async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
-        """Invisible for `seconds` more from now (rounded up, at most 12 hours)."""
-        await self._change_visibility(deliveries, whole_seconds(seconds, MAX_VISIBILITY_SECONDS))
-
-    async def _change_visibility(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        """Invisible for `seconds` more from now (rounded up, at most 12 hours); skipped for
+        a delivery that stays invisible long enough until the next call (`needs_extending`)."""
         client = self._require()
+        now = time.monotonic()
+        due = [d for d in deliveries if _receipt(d).needs_extending(seconds, now)]
+        await self._change_visibility(client, due, whole_seconds(seconds, MAX_VISIBILITY_SECONDS))
+
+    async def _change_visibility(
+        self, client: SqsClient, deliveries: Sequence[Delivery], seconds: int
+    ) -> None:
+        sent = time.monotonic()
         await _all(
-            client.change_visibility_batch(queue, chunk, seconds)
+            client.change_visibility_batch(queue, [r.handle for r in chunk], seconds)
             for queue, receipts in _by_queue(deliveries).items()
             for chunk in batches(receipts)
         )
+        for delivery in deliveries:
+            _receipt(delivery).invisible_until = sent + seconds
 
     def _require(self) -> SqsClient:
-        if self._client is None or self._closing.is_set():
+        if self._client is None or self._closing:
             raise BrokerUnavailableError("the sqs broker is not started", broker=self.name)
         return self._client
 
 
-async def _all(calls: Any) -> None:
+async def _all(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Await `calls` concurrently; the first error is raised once all have ended."""
     results = await asyncio.gather(*calls, return_exceptions=True)
     for result in results:
@@ -199,8 +345,13 @@ async def _all(calls: Any) -> None:
             raise result
 
 
-def _by_queue(deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
-    groups: defaultdict[str, list[str]] = defaultdict(list)
+def _receipt(delivery: Delivery) -> Receipt:
+    receipt: Receipt = delivery.handle
+    return receipt
+
+
+def _by_queue(deliveries: Sequence[Delivery]) -> dict[str, list[Receipt]]:
+    groups: defaultdict[str, list[Receipt]] = defaultdict(list)
     for delivery in deliveries:
-        groups[delivery.queue].append(delivery.handle)
+        groups[delivery.queue].append(_receipt(delivery))
     return dict(groups)

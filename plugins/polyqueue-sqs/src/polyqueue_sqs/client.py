@@ -22,7 +22,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError, ConfigurationError
-from polyqueue_sqs.entries import MAX_VISIBILITY_SECONDS, sqs_queue_name, whole_seconds
+from polyqueue_sqs.entries import sqs_queue_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -57,9 +57,9 @@ STALE_RECEIPT_CODES = frozenset(
 class SqsClient:
     """One aiobotocore SQS client per broker, and the URLs of the queues it has resolved."""
 
-    def __init__(self, settings: SqsBrokerSettings, visibility_timeout: float) -> None:
+    def __init__(self, settings: SqsBrokerSettings, visibility_timeout: int) -> None:
         self._settings = settings
-        self._visibility = whole_seconds(visibility_timeout, MAX_VISIBILITY_SECONDS)
+        self._visibility = visibility_timeout
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._urls: dict[str, str] = {}
@@ -121,21 +121,31 @@ class SqsClient:
         return self._urls[queue]
 
     async def _resolve(self, name: str) -> str:
+        """`CreateQueue` when allowed (it returns the URL of an existing queue with the same
+        attributes: one call either way), else, or if it is refused, `GetQueueUrl`."""
         client = self._require()
+        refused: BrokerError | None = None
+        if self._settings.create_queues:
+            try:
+                with self.translate("CreateQueue", name):
+                    reply = await client.create_queue(QueueName=name, Attributes=self._attributes())
+            except BrokerUnavailableError:
+                raise
+            except BrokerError as exc:  # other attributes, no sqs:CreateQueue, deleted recently
+                refused = exc
+            else:
+                return str(reply["QueueUrl"])
         try:
             with self.translate("GetQueueUrl", name):
                 return str((await client.get_queue_url(QueueName=name))["QueueUrl"])
         except _MissingQueueError:
-            if not self._settings.create_queues:
-                raise BrokerError(
-                    f"SQS queue {name!r} does not exist: create it, or set"
-                    " POLYQUEUE_SQS_CREATE_QUEUES=true",
-                    broker=BROKER,
-                ) from None
-        log.info("creating SQS queue %r", name)
-        with self.translate("CreateQueue", name):
-            reply = await client.create_queue(QueueName=name, Attributes=self._attributes())
-        return str(reply["QueueUrl"])
+            if refused is not None:  # why it could not be created says more
+                raise refused from refused.__cause__
+            raise BrokerError(
+                f"SQS queue {name!r} does not exist: create it, or set"
+                " POLYQUEUE_SQS_CREATE_QUEUES=true",
+                broker=BROKER,
+            ) from None
 
     def _attributes(self) -> dict[str, str]:
         attributes = {"VisibilityTimeout": str(self._visibility)}
