@@ -356,10 +356,11 @@ class Polyqueue:
         """The innermost step of the enqueue middleware chain: insert, publish, emit."""
         jobs = self.producer.build(context.name, context.payloads, context.options)
         inserted = await self.producer.insert(jobs, context.connection)
-        for row in inserted:
-            if row.created:
-                event = JobEnqueued(row.id, context.name, row.queue, row.status == "scheduled")
-                emit(self.plugin_manager, "polyqueue_job_enqueued", event)
+        if self.plugin_manager.hook.polyqueue_job_enqueued.get_hookimpls():  # else no events
+            for row in inserted:
+                if row.created:
+                    event = JobEnqueued(row.id, context.name, row.queue, row.status == "scheduled")
+                    emit(self.plugin_manager, "polyqueue_job_enqueued", event)
         return [row.id for row in inserted]
 
     # -- reading ------------------------------------------------------------------------------
