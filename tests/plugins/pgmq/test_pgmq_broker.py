@@ -129,6 +129,17 @@ async def test_a_notify_wakes_a_waiting_receive(pgmq_database: str, pgmq_prefix:
         await slow.ack(got)
 
 
+async def test_interrupt_returns_a_waiting_receive_and_not_the_next(broker: PgmqBroker) -> None:
+    waiting = asyncio.create_task(broker.receive([QUEUE], max_messages=5, wait_seconds=30))
+    await asyncio.sleep(0.3)  # let it start waiting
+    broker.interrupt()
+    assert await asyncio.wait_for(waiting, 10) == []  # not the 30 s wait
+    await broker.publish([Message(QUEUE, b'{"after": 1}')])
+    got = await broker.receive([QUEUE], max_messages=5, wait_seconds=10)
+    assert [json.loads(d.body) for d in got] == [{"after": 1}]
+    await broker.ack(got)
+
+
 async def test_native_delay(broker: PgmqBroker) -> None:
     await broker.publish([Message(QUEUE, b"later", delay=2.0)])
     started = time.monotonic()

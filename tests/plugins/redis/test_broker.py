@@ -157,6 +157,18 @@ async def test_a_waiting_receive_wakes_on_a_publish_from_another_client(
     await broker.ack(got)
 
 
+async def test_interrupt_returns_a_waiting_receive_and_not_the_next(broker: RedisBroker) -> None:
+    name = queue()
+    waiting = asyncio.create_task(broker.receive([name], max_messages=5, wait_seconds=30))
+    await asyncio.sleep(0.3)  # let it start waiting
+    broker.interrupt()
+    assert await asyncio.wait_for(waiting, 10) == []  # not the 30 s wait
+    await broker.publish([Message(name, b"after")])
+    got = await broker.receive([name], max_messages=5, wait_seconds=10)
+    assert [d.body for d in got] == [b"after"]
+    await broker.ack(got)
+
+
 async def test_native_delay_holds_the_message_back(broker: RedisBroker) -> None:
     name = queue()
     await broker.publish([Message(name, b"later", delay=1.0)])

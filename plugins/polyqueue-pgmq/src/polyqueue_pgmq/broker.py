@@ -78,6 +78,7 @@ class PgmqBroker(Broker):
         self._listener = Listener(url, [CHANNEL], self._on_notify, on_reconnect=self._wake)
         self._known: set[str] = set()  # PGMQ queues known to exist
         self._wakeup = asyncio.Event()
+        self._interrupts = 0
         self._rotation = 0
         self._closed = False
 
@@ -204,7 +205,8 @@ class PgmqBroker(Broker):
         names = {self._pgmq_name(queue): queue for queue in queues}
         with self._translate():
             await self._ensure_queues(set(names))
-        while not self._closed:
+        interrupts = self._interrupts
+        while not self._closed and interrupts == self._interrupts:
             wakeup = self._wakeup
             deliveries = await self._read(names, max_messages)
             remaining = deadline - time.monotonic()
@@ -247,6 +249,11 @@ class PgmqBroker(Broker):
         body = decode_body(row["message"], row["headers"])
         receipt: Receipt = (row["msg_id"], row["read_ct"])
         return Delivery(self, queue, body, receipt)
+
+    def interrupt(self) -> None:
+        """Make receives waiting for a NOTIFY or their poll interval return `[]` at once."""
+        self._interrupts += 1
+        self._wake()
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
         self._wake()

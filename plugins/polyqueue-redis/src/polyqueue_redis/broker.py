@@ -47,6 +47,7 @@ class RedisBroker(Broker):
         self._doorbell = Doorbell()
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
+        self._interrupts = 0
 
     @classmethod
     def from_environment(cls, environment: BrokerEnvironment) -> Self:
@@ -98,7 +99,8 @@ class RedisBroker(Broker):
         """Lease ready messages; else wait for a doorbell, a lease or delay running out."""
         self._require()  # a closed broker raises instead of returning at once, forever
         deadline = time.monotonic() + wait_seconds
-        while not self._closed and queues and max_messages > 0:
+        interrupts = self._interrupts
+        while not self._closed and queues and max_messages > 0 and interrupts == self._interrupts:
             seen = self._doorbell.generation(queues)
             received = await self._receive_once(queues, max_messages)
             if received is None or received.messages:
@@ -120,6 +122,11 @@ class RedisBroker(Broker):
             if self._closed:
                 return None
             raise
+
+    def interrupt(self) -> None:
+        """Make receives waiting for a doorbell return `[]` at once (a worker stopping)."""
+        self._interrupts += 1
+        self._doorbell.ring_all()
 
     def _deliveries(self, received: Received | None) -> list[Delivery]:
         if received is None:
