@@ -130,7 +130,8 @@ class ClaimedJob:
     def from_row(cls, row: Any) -> ClaimedJob:
         """Build from a `job_claim_many` row (or any row with these columns among others)."""
         data = {name: row[name] for name in cls.__slots__}
-        data["headers"] = json.loads(data["headers"])
+        headers = data["headers"]
+        data["headers"] = {} if headers == "{}" else json.loads(headers)  # mostly none
         return cls(**data)
 
 
