@@ -72,6 +72,7 @@ class Worker:
             middlewares,
         )
         self._running: dict[int, _Running] = {}
+        self._stopped_by_shutdown: list[tuple[ClaimedJob, Delivery]] = []
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
@@ -320,16 +321,26 @@ class Worker:
     async def _after_cancel(self, job: ClaimedJob, delivery: Delivery) -> None:
         running = self._running.pop(job.id, None)
         reason = running.stop_reason if running else None
+        if reason == "shutdown":
+            self._stopped_by_shutdown.append((job, delivery))  # given back together, below
+            return
         with contextlib.suppress(PolyqueueError):
-            if reason == "shutdown":
-                await self._give_back(job)
             await self.app.broker.ack([delivery])
-            log.info("job %s stopped: %s", job.id, reason or "cancelled")
+        log.info("job %s stopped: %s", job.id, reason or "cancelled")
 
-    async def _give_back(self, job: ClaimedJob) -> None:
-        """Queue the job again with a fresh notice (its old delivery may have expired)."""
-        if await self.app.store.job_release_many([(job.id, job.attempt)]):
-            await self.app.publisher.publish([notice_message(job.id, job.queue, job.priority)])
+    async def _give_back(self) -> None:
+        """Queue the jobs the shutdown stopped again, with fresh notices (their deliveries may
+        have expired): one statement, one publish and one ack for all of them."""
+        stopped, self._stopped_by_shutdown = self._stopped_by_shutdown, []
+        if not stopped:
+            return
+        with contextlib.suppress(PolyqueueError):
+            jobs = [job for job, _ in stopped]
+            released = await self.app.store.job_release_many([(j.id, j.attempt) for j in jobs])
+            notices = [notice_message(j.id, j.queue, j.priority) for j in jobs if j.id in released]
+            await self.app.publisher.publish(notices)
+            await self.app.broker.ack([delivery for _, delivery in stopped])
+        log.info("worker %s: gave back %d stopped jobs", self.id, len(stopped))
 
     def _on_cancel(self, _channel: str, payload: str) -> None:
         for job_id in payload.split(","):
@@ -394,6 +405,7 @@ class Worker:
         for job_id in list(self._running):
             self._stop_job(job_id, "shutdown")
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._give_back()
         self._writer.close()
         await writer
         for task in background:
