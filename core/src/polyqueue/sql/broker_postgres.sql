@@ -1,6 +1,8 @@
 -- The built-in `postgres` broker: notices as rows, leased with FOR UPDATE SKIP LOCKED.
 -- A row is available when available_at <= now(); a lease pushes available_at into the
--- future and bumps `deliveries`, which with the id forms the receipt of that delivery.
+-- future and bumps `deliveries`, which with the id forms the receipt of that delivery
+-- (wrapping at the integer limit, so a row written by hand with deliveries = 2^31 - 1 is
+-- leased like any other instead of failing every receive of its queue).
 
 -- name: message_send_many :exec
 -- Insert messages and wake listeners of their queues (on commit).
@@ -18,7 +20,7 @@ SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM sent) AS queues;
 -- (RETURNING does not keep the subquery's order: the caller sorts by priority, then id).
 -- One ordered index scan per queue, stopping at $2 rows: never a sort of the whole backlog.
 UPDATE {schema}.broker_messages AS m
-SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries + 1
+SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries % 2147483647 + 1
 WHERE m.id IN (
     SELECT ready.id
     FROM unnest($1::text[]) AS q(name)
@@ -46,3 +48,9 @@ UPDATE {schema}.broker_messages AS m
 SET available_at = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::integer[]) AS r(id, deliveries)
 WHERE m.id = r.id AND m.deliveries = r.deliveries;
+
+-- name: message_held :many
+-- Which of these (queue, body) messages are still in the table (published, not yet acked).
+SELECT DISTINCT m.queue, m.body
+FROM {schema}.broker_messages AS m
+JOIN unnest($1::text[], $2::bytea[]) AS w(queue, body) ON m.queue = w.queue AND m.body = w.body;

@@ -10,6 +10,13 @@ Use it from a test module of your broker::
 
 The broker must be started, with a lease of about one second so expiry tests stay quick.
 Every test uses fresh queue names, so brokers may share a server between tests.
+
+Override `inject_raw` to run the garbage cases: it writes a message straight into the
+broker's own storage (a member of a sorted set, a row of a table, a raw SDK send), bypassing
+`publish`, the way a foreign producer or a hand edit would::
+
+    async def inject_raw(self, broker, queue, body):
+        await raw_client.add(queue, body)
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from polyqueue.broker import Broker, Delivery, Message
+from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,6 +37,19 @@ if TYPE_CHECKING:
 __all__ = ["BrokerContract"]
 
 PATIENCE = 15.0  # seconds to wait for something that must happen (never the assertion itself)
+
+GARBAGE = (
+    b"\x00\xffnot a notice",
+    b"",
+    b"null",
+    b"[" * 100_000,
+    b"x" * (1 << 20),
+    b'{"job_id": 0}',
+    b'{"job_id": -3}',
+    b'{"job_id": "7"}',
+    b'{"job_id": 99999999999999999999999}',
+)
+"""Bodies that are not notices: not UTF-8, empty, nested too deep, huge, ids out of range."""
 
 
 def _queue() -> str:
@@ -57,12 +78,48 @@ async def receive_nothing(broker: Broker, queues: Sequence[str], seconds: float)
     return True
 
 
+async def drain_like_a_worker(broker: Broker, queues: Sequence[str], quiet: float) -> list[int]:
+    """Consume as a worker does until nothing arrives for `quiet` seconds; the job ids seen.
+
+    A notice is acked. Anything else is garbage: extended and nacked the first time its body
+    is seen, acked the next. Whatever the garbage, receive, extend, nack and ack must not raise.
+    """
+    job_ids: list[int] = []
+    nacked: set[bytes] = set()
+    deadline = time.monotonic() + PATIENCE * 4
+    last_seen = time.monotonic()
+    while (now := time.monotonic()) - last_seen < quiet:
+        assert now < deadline, "deliveries never stopped: acked garbage keeps coming back"
+        got = await broker.receive(queues, max_messages=10, wait_seconds=min(quiet, 1.0))
+        last_seen = time.monotonic() if got else last_seen
+        for delivery in got:
+            try:
+                job_ids.append(decode_notice(delivery.body))
+            except InvalidNoticeError:
+                if delivery.body not in nacked:
+                    nacked.add(delivery.body)
+                    await broker.extend([delivery], broker.lease_seconds)
+                    await broker.nack([delivery])
+                    continue
+            await broker.ack([delivery])
+    return job_ids
+
+
 class BrokerContract:
-    """Publish/consume, ack, nack with delay, lease expiry, extend, batches, close."""
+    """Publish/consume, ack, nack with delay, lease expiry, extend, batches, close, garbage."""
 
     @pytest.fixture
     def broker(self) -> Broker:
         raise NotImplementedError("subclasses provide a started `broker` fixture")
+
+    async def inject_raw(self, broker: Broker, queue: str, body: bytes) -> None:  # noqa: ARG002
+        """Write a message with `body` on `queue` straight into `broker`'s own storage.
+
+        Bypass `publish`, as a foreign producer or a hand edit would. Storage that cannot
+        hold `body` as it is (JSON, text) may hold a mangled form: the cases only need garbage
+        there. Without an override, the garbage cases are skipped.
+        """
+        pytest.skip(f"{type(self).__name__} does not override inject_raw()")
 
     async def test_published_messages_are_received_once_each(self, broker: Broker) -> None:
         queue = _queue()
@@ -162,6 +219,35 @@ class BrokerContract:
         got = [*early, *await receive_until(broker, [queue], 1 - len(early))]
         assert [d.body for d in got] == [b"after"]
         await broker.ack(got)
+
+    async def test_interrupt_returns_waiting_receives_empty(self, broker: Broker) -> None:
+        if type(broker).interrupt is Broker.interrupt:
+            pytest.skip(f"{type(broker).__name__} does not implement the optional interrupt()")
+        queue = _queue()
+        waiting = [
+            asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=3600))
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + PATIENCE  # a bound against hanging: they wait an hour
+        while not all(task.done() for task in waiting) and time.monotonic() < deadline:
+            broker.interrupt()  # again until both were waiting when it came: no sleep races
+            await asyncio.wait(waiting, timeout=0.1)
+        assert all(task.done() for task in waiting), "interrupt() left a receive waiting"
+        assert [task.result() for task in waiting] == [[], []]
+        broker.interrupt()  # nobody waits: the next receive must not be affected
+        await broker.publish([Message(queue, b"after")])
+        got = await broker.receive([queue], max_messages=1, wait_seconds=PATIENCE)
+        assert [d.body for d in got] == [b"after"]
+        await broker.ack(got)
+
+    async def test_garbage_in_the_queue_never_hides_a_notice(self, broker: Broker) -> None:
+        queue = _queue()
+        for body in GARBAGE:
+            await self.inject_raw(broker, queue, body)
+        await broker.publish([notice_message(42, queue)])
+        for body in GARBAGE[:2]:  # garbage behind the notice too
+            await self.inject_raw(broker, queue, body)
+        assert await drain_like_a_worker(broker, [queue], broker.lease_seconds * 2 + 0.5) == [42]
 
     async def test_close_while_receiving_returns(self, broker: Broker) -> None:
         queue = _queue()
