@@ -7,16 +7,17 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 from pydantic import BaseModel
 
 from polyqueue.job import Outcome
 from polyqueue.maintenance import Maintenance, MaintenanceReport
 from polyqueue.notices import decode_notice
+from polyqueue.store import WorkerRegistration
+from polyqueue.testing.helpers import eventually
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from polyqueue import Polyqueue
 
 QUEUE = "maint"
@@ -60,7 +61,8 @@ def build_app(make_app, **settings: Any) -> Polyqueue:
 async def register_worker(app: Polyqueue, name: str) -> str:
     """A worker row, as a worker process writes it when it starts; returns its id."""
     worker_id = f"test-{name}-{os.urandom(4).hex()}"
-    await app.store.worker_register(worker_id, socket.gethostname(), os.getpid(), [QUEUE], 4)
+    registration = WorkerRegistration(worker_id, socket.gethostname(), os.getpid(), [QUEUE], 4)
+    await app.store.worker_register(registration)
     return worker_id
 
 
@@ -94,7 +96,7 @@ async def silence(db: asyncpg.Connection, worker_id: str, seconds: float = 3600)
 async def row(db: asyncpg.Connection, job_id: int) -> dict[str, Any]:
     record = await db.fetchrow(
         "SELECT status::text AS status, attempt, reclaims, worker_id, error_type,"
-        " error_message, timeout_at, finished_at FROM polyqueue.jobs WHERE id = $1",
+        " error_message, timeout_at, finished_at, republishes FROM polyqueue.jobs WHERE id = $1",
         job_id,
     )
     assert record is not None
@@ -167,6 +169,99 @@ async def test_a_worker_within_stale_after_is_not_reaped(make_app, db) -> None:
         assert report.reclaimed == []
         assert await worker_status(db, worker) == "running"
         assert (await row(db, job_id))["status"] == "running"
+
+
+async def test_a_job_a_live_worker_stopped_heartbeating_is_reclaimed(make_app, db) -> None:
+    """A claim committed while its reply was lost: the worker is alive but never ran the job,
+    so it never heartbeats it. The job's own heartbeat goes stale and it is reclaimed; the
+    jobs the worker does heartbeat stay with it."""
+    app = build_app(make_app, worker_stale_after=30)
+    async with app:
+        worker = await register_worker(app, "alive")
+        in_doubt, held = await app.enqueue_many("maint.work", [Item(n=1), Item(n=2)])
+        await drain_notices(app)
+        await claim(app, [in_doubt, held], worker)
+        await db.execute(
+            "UPDATE polyqueue.jobs SET heartbeat_at = now() - interval '1 minute'"
+            " WHERE id = ANY($1::bigint[])",
+            [in_doubt, held],
+        )
+        assert await app.store.job_heartbeat_many([(held, 1)]) == {held}  # the one it runs
+
+        report = await Maintenance(app).run_once()
+
+        assert report.dead_workers == []
+        assert report.reclaimed == [in_doubt]
+        assert await worker_status(db, worker) == "running"
+        assert ((await row(db, in_doubt))["status"], (await row(db, held))["status"]) == (
+            "queued",
+            "running",
+        )
+        assert await drain_notices(app) == [in_doubt]
+
+
+async def test_rows_of_long_stopped_and_dead_workers_are_pruned(make_app, db) -> None:
+    app = build_app(make_app, retention_workers=3600)
+    async with app:
+        old_stopped, old_dead, recent, running = [
+            await register_worker(app, name) for name in ("old", "dead", "recent", "running")
+        ]
+        for worker_id in (old_stopped, recent):
+            await app.store.worker_stop(worker_id)
+        await db.execute(
+            "UPDATE polyqueue.workers SET status = 'dead', stopped_at = now() WHERE id = $1",
+            old_dead,
+        )
+        await db.execute(
+            "UPDATE polyqueue.workers SET stopped_at = now() - interval '2 hours',"
+            " heartbeat_at = now() - interval '2 hours' WHERE id = ANY($1::text[])",
+            [old_stopped, old_dead, running],
+        )
+
+        report = await Maintenance(app).run_once()
+
+        assert report.pruned_workers == 2
+        left = await db.fetch("SELECT id FROM polyqueue.workers")
+        assert {r["id"] for r in left} == {recent, running}
+
+
+async def test_prune_never_deletes_a_job_requeued_while_it_ran(make_app, db) -> None:
+    """The operator's requeue commits between prune picking the job and deleting it."""
+    app = build_app(make_app, retention_failed=60)
+    async with app:
+        (job_id,) = await app.enqueue_many("maint.work", [Item(n=1)])
+        await db.execute(
+            "UPDATE polyqueue.jobs SET status = 'failed', finished_at = now() - interval '1 hour'"
+            " WHERE id = $1",
+            job_id,
+        )
+        operator = await asyncpg.connect(app.database_url)
+        try:
+            requeue = operator.transaction()
+            await requeue.start()
+            assert await app.store.job_requeue_many([job_id], operator)
+            async with app.store.transaction() as connection:
+                pruning = asyncio.create_task(
+                    app.store.job_prune(86400, 60, 86400, 100, connection)
+                )
+
+                async def done_or_blocked() -> bool:
+                    return pruning.done() or await _waits_on_a_lock(db)
+
+                await eventually(done_or_blocked, timeout=30)
+                await requeue.commit()
+                assert await pruning == 0
+        finally:
+            await operator.close()
+        assert (await row(db, job_id))["status"] == "queued"
+
+
+async def _waits_on_a_lock(db: asyncpg.Connection) -> bool:
+    waiting: int = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    return waiting > 0
 
 
 async def test_a_stopped_worker_is_left_stopped_and_not_reaped_again(make_app, db) -> None:
@@ -343,7 +438,15 @@ async def test_a_queued_job_waiting_too_long_gets_its_notice_again_once(
         assert await drain_notices(app) == []
 
 
-async def test_a_job_is_republished_again_after_another_interval(make_app, db) -> None:
+async def notified_ago(db: asyncpg.Connection, job_id: int, seconds: float) -> None:
+    await db.execute(
+        "UPDATE polyqueue.jobs SET notified_at = now() - make_interval(secs => $2) WHERE id = $1",
+        job_id,
+        seconds,
+    )
+
+
+async def test_republishing_a_job_backs_off_each_time(make_app, db) -> None:
     app = build_app(make_app, republish_after=60)
     async with app:
         (job_id,) = await app.enqueue_many("maint.work", [Item(n=1)])
@@ -352,13 +455,42 @@ async def test_a_job_is_republished_again_after_another_interval(make_app, db) -
             "UPDATE polyqueue.jobs SET run_at = now() - interval '5 minutes' WHERE id = $1", job_id
         )
         assert (await Maintenance(app).run_once()).republished == [job_id]
-        await db.execute(
-            "UPDATE polyqueue.jobs SET notified_at = now() - interval '2 minutes' WHERE id = $1",
-            job_id,
-        )
+        assert await drain_notices(app) == [job_id]  # lost again
 
+        await notified_ago(db, job_id, 100)  # past republish_after, not past twice that
+        assert (await Maintenance(app).run_once()).republished == []
+        await notified_ago(db, job_id, 130)
         assert (await Maintenance(app).run_once()).republished == [job_id]
-        assert await drain_notices(app) == [job_id, job_id]
+        assert await drain_notices(app) == [job_id]
+        await notified_ago(db, job_id, 200)  # the third wait is four times as long
+        assert (await Maintenance(app).run_once()).republished == []
+        await notified_ago(db, job_id, 250)
+        assert (await Maintenance(app).run_once()).republished == [job_id]
+        assert (await row(db, job_id))["republishes"] == 3
+
+
+async def test_a_notice_still_in_the_broker_is_not_published_twice(make_app, db) -> None:
+    """A backlog older than `republish_after` whose notices are all still waiting in the
+    built-in broker's table: no duplicates, however many rounds pass."""
+    app = build_app(make_app, queue_backend="postgres", republish_after=60)
+    async with app:
+        ids = await app.enqueue_many("maint.work", [Item(n=n) for n in range(5)])
+        await db.execute("UPDATE polyqueue.jobs SET run_at = now() - interval '1 hour'")
+        for _ in range(3):
+            assert (await Maintenance(app).run_once()).republished == []
+            await db.execute("UPDATE polyqueue.jobs SET notified_at = now() - interval '1 hour'")
+        assert await db.fetchval("SELECT count(*) FROM polyqueue.broker_messages") == len(ids)
+        assert await drain_notices(app) == sorted(ids)  # one notice each
+
+
+async def test_a_claimed_job_starts_its_republish_backoff_afresh(make_app, db) -> None:
+    app = build_app(make_app, republish_after=60)
+    async with app:
+        (job_id,) = await app.enqueue_many("maint.work", [Item(n=1)])
+        await db.execute("UPDATE polyqueue.jobs SET republishes = 4 WHERE id = $1", job_id)
+        claimed = await app.store.job_claim_many([job_id], "w", 0)
+        assert [job.id for job in claimed] == [job_id]
+        assert (await row(db, job_id))["republishes"] == 0
 
 
 async def test_running_and_scheduled_jobs_are_not_republished(make_app, db) -> None:

@@ -149,8 +149,8 @@ DRIVERS = {
     "job_cancel_many": lambda store, db, job_id, target: store.job_cancel_many([job_id], db),
     "job_requeue_many": lambda store, db, job_id, target: store.job_requeue_many([job_id], db),
     "job_fail_many": lambda store, db, job_id, target: store.job_fail_many([job_id], "op", db),
-    "job_reclaim": lambda store, db, job_id, target: store.job_reclaim(3, db),
-    "job_fail_poison": lambda store, db, job_id, target: store.job_fail_poison(3, db),
+    "job_reclaim": lambda store, db, job_id, target: store.job_reclaim(3, 30, db),
+    "job_fail_poison": lambda store, db, job_id, target: store.job_fail_poison(3, 30, db),
     "job_expire_timeouts": lambda store, db, job_id, target: store.job_expire_timeouts(
         0.0, 0.0, 100, db
     ),
@@ -181,7 +181,7 @@ ILLEGAL = [
 
 @pytest.fixture
 async def store(clean_database: str) -> JobStore:
-    store = JobStore(clean_database, SCHEMA, pool_size=2, connect_timeout=10)
+    store = JobStore(clean_database, SCHEMA, pool_size=2)
     await store.open()
     yield store
     await store.close()

@@ -44,7 +44,9 @@ def two_apps(make_app: Callable[..., Polyqueue], queue_backend: str) -> tuple[Po
     handler: its late outcome must then reach the database and be fenced off there. With the
     in-process broker the two workers must share one app.
     """
-    app_a = make_app(queue_backend=queue_backend, heartbeat_interval=60)
+    app_a = make_app(
+        queue_backend=queue_backend, heartbeat_interval=60, lease_seconds=90, worker_stale_after=120
+    )
     app_b = make_app(queue_backend=queue_backend) if queue_backend != "none" else app_a
     return app_a, app_b
 
@@ -148,7 +150,7 @@ async def test_stale_workers_late_outcome_after_the_new_one_finished(
 
 
 async def test_progress_of_a_stale_attempt_is_ignored(make_app) -> None:
-    app = make_app(heartbeat_interval=60)
+    app = make_app(heartbeat_interval=60, lease_seconds=90, worker_stale_after=120)
     started = asyncio.Event()
     release = asyncio.Event()
     reported = asyncio.Event()

@@ -128,7 +128,9 @@ async def test_worker_ids_are_unique_per_start(make_app) -> None:
 
 async def test_progress_is_stored_and_counts_as_a_heartbeat(make_app, queue_backend) -> None:
     # A long worker heartbeat interval, so that only ctx.progress can move heartbeat_at.
-    app = make_app(queue_backend=queue_backend, heartbeat_interval=60)
+    app = make_app(
+        queue_backend=queue_backend, heartbeat_interval=60, lease_seconds=90, worker_stale_after=120
+    )
     reported = asyncio.Event()
     release = asyncio.Event()
 

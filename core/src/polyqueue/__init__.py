@@ -24,6 +24,7 @@ from polyqueue.exceptions import (
     TerminalError,
     UnknownPluginError,
     UnsupportedCapabilityError,
+    WorkerLoopError,
 )
 from polyqueue.hookspecs import hookimpl
 from polyqueue.job import Job, JobError
@@ -61,6 +62,7 @@ __all__ = [
     "TerminalError",
     "UnknownPluginError",
     "UnsupportedCapabilityError",
+    "WorkerLoopError",
     "hookimpl",
     "main",
 ]

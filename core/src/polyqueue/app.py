@@ -27,6 +27,7 @@ from polyqueue.listener import Listener
 from polyqueue.middleware import EnqueueContext, compose, flatten
 from polyqueue.migrations import migrate_all
 from polyqueue.notices import notice_message
+from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.plugins import (
     check_hookimpls,
     check_plugin,
@@ -194,11 +195,11 @@ class Polyqueue:
             self.database_url,
             settings.schema_name,
             pool_size=settings.pool_max_size or max(10, settings.concurrency + 4),
-            connect_timeout=settings.connect_timeout,
+            options=ConnectionOptions.from_settings(settings),
         )
         await store.open()
         self._store = store
-        async with store.pool.acquire() as connection:
+        async with store.migration_connection() as connection:
             await migrate_all(connection, settings.schema_name, self.migration_lines)
         middlewares = flatten(self.plugin_manager.hook.polyqueue_enqueue_middleware(app=self))
         self._enqueue_chain = compose(middlewares, self._enqueue)

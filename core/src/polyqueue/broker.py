@@ -140,6 +140,12 @@ class Broker(abc.ABC):
             f"broker {self.name!r} cannot ack inside a transaction", broker=self.name
         )
 
+    async def unheld(self, messages: Sequence[Message]) -> list[Message]:
+        """Of `messages`, those this broker does not hold already (published and not yet
+        acked); the republisher rings only for those, so a long backlog does not pile up
+        duplicate notices. A broker that cannot tell returns every message."""
+        return list(messages)
+
     @abc.abstractmethod
     async def receive(
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float

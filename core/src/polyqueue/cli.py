@@ -122,7 +122,7 @@ def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
 async def _migrate(settings: PolyqueueSettings) -> list[str]:
     """The core's migrations, then every plugin's migration line; labels of those applied."""
     lines = migration_lines(create_plugin_manager())
-    async with open_store(settings) as store, store.pool.acquire() as connection:
+    async with open_store(settings) as store, store.migration_connection() as connection:
         applied = await migrate_all(connection, settings.schema_name, lines)
     return migration_labels(settings.schema_name, applied, lines)
 

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from polyqueue.app import Polyqueue
 from polyqueue.loading import database_url
+from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.settings import load_settings
 from polyqueue.status import JobStatus
 from polyqueue.store import JobStore
@@ -131,9 +132,8 @@ async def open_store(settings: PolyqueueSettings | None = None) -> AsyncIterator
     """A small job store on the settings' database (embedded if unset), without migrating."""
     settings = settings or load_settings()
     async with database_url(settings) as url:
-        store = JobStore(
-            url, settings.schema_name, pool_size=2, connect_timeout=settings.connect_timeout
-        )
+        options = ConnectionOptions.from_settings(settings)
+        store = JobStore(url, settings.schema_name, pool_size=2, options=options)
         await store.open()
         try:
             yield store

@@ -26,6 +26,7 @@ from polyqueue.exceptions import (
     TerminalError,
 )
 from polyqueue.loading import database_url
+from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.settings import load_settings
 from polyqueue.sql import load_queries
 from polyqueue.status import FINISHED, JobStatus
@@ -221,7 +222,7 @@ async def _reset_schema(settings: PolyqueueSettings) -> None:
         settings.database_url or "",
         settings.schema_name,
         pool_size=2,
-        connect_timeout=settings.connect_timeout,
+        options=ConnectionOptions.from_settings(settings),
     )
     await store.open()
     try:

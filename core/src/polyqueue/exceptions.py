@@ -12,6 +12,7 @@ PolyqueueError
 ├── StoreError                      the database refused or could not be reached
 │   ├── DatabaseUnavailableError    could not connect (bad URL, server down)
 │   └── JobNotFoundError            no job with that id
+├── WorkerLoopError                 a worker's loop kept crashing: the worker stopped
 ├── JobTimeoutError                 `wait_for` gave up before the job finished
 ├── ResultUnavailableError          the job has no result: it has not succeeded
 └── BrokerError                     a broker failed (field: broker)
@@ -50,6 +51,7 @@ __all__ = [
     "TerminalError",
     "UnknownPluginError",
     "UnsupportedCapabilityError",
+    "WorkerLoopError",
 ]
 
 
@@ -115,6 +117,18 @@ class JobNotFoundError(StoreError):
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id}")
+
+
+class WorkerLoopError(PolyqueueError):
+    """A loop of the worker kept crashing, so the worker stopped."""
+
+    def __init__(self, loop: str, cause: BaseException) -> None:
+        self.loop = loop
+        self.cause = cause
+        super().__init__(
+            f"{loop} kept crashing ({type(cause).__name__}: {cause}); the worker stopped so"
+            " that its supervisor can start it afresh"
+        )
 
 
 class JobTimeoutError(PolyqueueError):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +15,10 @@ from polyqueue.exceptions import SerializationError, TerminalError
 from polyqueue.handlers import check_storable
 from polyqueue.job import Outcome
 from polyqueue.middleware import compose
+from polyqueue.threads import HandlerThreads
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from polyqueue.context import JobContext
     from polyqueue.handlers import Handler
@@ -30,6 +29,11 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
+
+_sync_deadline: contextvars.ContextVar[tuple[asyncio.Timeout, float] | None] = (
+    contextvars.ContextVar("polyqueue_sync_deadline", default=None)
+)
+"""The running sync handler's time limit, started by its thread (see `Executor._call`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,8 @@ class RetryPolicy:
 
 
 class Executor:
-    """Calls handlers through the dispatch middleware: async ones on the loop, sync ones in
-    a thread pool."""
+    """Calls handlers through the dispatch middleware: async ones on the loop, sync ones on
+    daemon threads (`HandlerThreads`)."""
 
     def __init__(
         self,
@@ -55,16 +59,24 @@ class Executor:
         handlers: Mapping[str, Handler],
         serializer: Serializer,
         middlewares: Sequence[DispatchMiddleware] = (),
+        *,
+        on_thread_released: Callable[[], None] = lambda: None,
     ) -> None:
         self._retry = retry
         self._serializer = serializer
         self._handlers = handlers
-        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyqueue")
+        self._threads = HandlerThreads(threads, on_released=on_thread_released)
         self._chain = compose(list(middlewares), self._call)
 
+    @property
+    def stuck_threads(self) -> int:
+        """Sync handlers whose job is over (timed out, stopped) but whose thread still runs:
+        each keeps its slot until it returns."""
+        return self._threads.abandoned
+
     def close(self) -> None:
-        """Stop the thread pool without waiting for stuck sync handlers."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Let the threads go without waiting for stuck sync handlers."""
+        self._threads.close()
 
     async def run(self, handler: Handler, job: ClaimedJob, ctx: JobContext) -> Outcome:
         """Run `job` with `handler`; every exception but cancellation becomes an outcome."""
@@ -76,14 +88,27 @@ class Executor:
         limit = job.max_run_seconds if job.timeout_strategy != "ignore" else None
         try:
             ctx.payload = handler.decode_payload(job.payload)
-            async with asyncio.timeout(limit) as deadline:
-                value = await self._chain(ctx)
+            # A sync handler's clock starts when its thread does (`_call`), not while it waits.
+            async with asyncio.timeout(limit if handler.is_async else None) as deadline:
+                token = _sync_deadline.set(None if limit is None else (deadline, limit))
+                try:
+                    value = await self._chain(ctx)
+                finally:
+                    _sync_deadline.reset(token)
             return Outcome(job.id, job.attempt, "succeeded", result=self._encode(value))
         except TimeoutError as exc:
             if limit is not None and deadline.expired():
                 return replace(self._timed_out(job, limit, exc), timed_out=True)
             return self.failure(job, exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # Polyqueue stops this job (shutdown, lost claim, operator's cancel)
+            return self.failure(job, exc)  # raised by the handler's own code: a failure
         except Exception as exc:  # any handler error is an outcome
+            return self.failure(job, exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by handler code
+            log.warning("job %s: the handler raised %s; failing the attempt", job.id, exc)
             return self.failure(job, exc)
 
     def _encode(self, value: Any) -> str:
@@ -99,8 +124,14 @@ class Executor:
         args = (ctx.payload, ctx) if handler.takes_context else (ctx.payload,)
         if handler.is_async:
             return await handler.function(*args)
-        call = functools.partial(contextvars.copy_context().run, handler.function, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        limit = _sync_deadline.get()
+
+        def start_clock() -> None:
+            if limit is not None:
+                deadline, seconds = limit
+                deadline.reschedule(asyncio.get_running_loop().time() + seconds)
+
+        return await self._threads.run(handler.function, *args, on_start=start_clock)
 
     def failure(self, job: ClaimedJob, exc: BaseException) -> Outcome:
         """A retry after backoff, or a failure if `exc` is terminal or attempts are spent."""

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from polyqueue.cron import fire_due
 from polyqueue.events import QueueDepth
-from polyqueue.exceptions import PolyqueueError
 from polyqueue.notices import notice_message
 from polyqueue.plugins import emit
 from polyqueue.status import FINISHED, JobStatus
+from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
     from polyqueue.app import Polyqueue
@@ -45,6 +45,7 @@ class MaintenanceReport:
     timed_out: list[int] = field(default_factory=list)
     republished: list[int] = field(default_factory=list)
     pruned: int = 0
+    pruned_workers: int = 0
     cron_jobs: list[int] = field(default_factory=list)
 
 
@@ -55,16 +56,15 @@ class Maintenance:
         self._app = app
 
     async def run(self) -> None:
-        """Lead or skip a round, then wait for the next, forever."""
+        """Lead or skip a round, then wait for the next, forever (supervised: a failed
+        round is logged and the next one comes after a backoff)."""
         interval = self._app.settings.maintenance_interval
-        while True:
-            try:
-                report = await self.run_once()
-            except PolyqueueError as exc:
-                log.warning("maintenance round failed: %s", exc)
-            else:
-                _log_report(report)
+
+        async def step() -> None:
+            _log_report(await self.run_once())
             await asyncio.sleep(interval)
+
+        await supervise("maintenance", step)
 
     async def run_once(self, now: datetime | None = None) -> MaintenanceReport:
         """One round; `now` overrides the clock for cron (tests)."""
@@ -80,6 +80,9 @@ class Maintenance:
             messages += await self._recover(connection, report)
             messages += await self._republish(connection, report)
             report.pruned = await self._prune(connection)
+            report.pruned_workers = await app.store.worker_prune(
+                app.settings.retention_workers, connection
+            )
             report.cron_jobs = await self._fire_cron(connection, now or datetime.now(UTC))
             if messages and app.broker.capabilities.transactional_publish:
                 await app.broker.publish_in(connection, messages)
@@ -104,8 +107,11 @@ class Maintenance:
     async def _recover(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
         settings, store = self._app.settings, self._app.store
         report.dead_workers = await store.worker_reap(settings.worker_stale_after, connection)
-        report.poisoned = await store.job_fail_poison(settings.max_reclaims, connection)
-        reclaimed = await store.job_reclaim(settings.max_reclaims, connection)
+        stale_after = settings.worker_stale_after
+        report.poisoned = await store.job_fail_poison(
+            settings.max_reclaims, stale_after, connection
+        )
+        reclaimed = await store.job_reclaim(settings.max_reclaims, stale_after, connection)
         report.reclaimed = [row["id"] for row in reclaimed]
         expired = await store.job_expire_timeouts(
             settings.retry_backoff_base, settings.retry_backoff_max, BATCH, connection
@@ -118,8 +124,10 @@ class Maintenance:
             return []  # the broker is down here: republishing would only grow the backlog
         after = self._app.settings.republish_after
         rows = await self._app.store.job_republish_stale(after, BATCH, connection)
-        report.republished = [row["id"] for row in rows]
-        return [notice_message(r["id"], r["queue"], r["priority"]) for r in rows]
+        jobs = {notice_message(r["id"], r["queue"], r["priority"]): r["id"] for r in rows}
+        messages = await self._app.broker.unheld(list(jobs))
+        report.republished = [jobs[message] for message in messages]
+        return messages
 
     async def _prune(self, connection: Executor) -> int:
         settings = self._app.settings
@@ -158,3 +166,5 @@ def _log_report(report: MaintenanceReport) -> None:
         log.info("maintenance: republished %d notices", len(report.republished))
     if report.pruned:
         log.info("maintenance: pruned %d finished jobs", report.pruned)
+    if report.pruned_workers:
+        log.info("maintenance: pruned %d rows of stopped workers", report.pruned_workers)

@@ -16,6 +16,7 @@ from polyqueue.exceptions import (
     PolyqueueError,
     StoreError,
 )
+from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,19 +56,43 @@ class OutcomeWriter:
         self._ready.set()
         return await future
 
+    @property
+    def pending(self) -> int:
+        """Outcomes waiting to be written."""
+        return len(self._pending)
+
     async def run(self) -> None:
-        """Write batches until `close` is called and nothing is pending."""
-        while not (self._closing and not self._pending):
-            await self._ready.wait()
-            self._ready.clear()
-            batch, self._pending = self._pending, []
-            if batch:
-                await self._write(batch)
+        """Write batches until `close` is called and nothing is pending. Supervised: an
+        unexpected failure fails the outcomes of its batch (their jobs are no longer
+        heartbeated, so maintenance reclaims them) and the writer goes on with the next."""
+        await supervise(
+            "the outcome writer",
+            self._next_batch,
+            until=lambda: self._closing and not self._pending,
+        )
 
     def close(self) -> None:
         """Finish the pending batches, then stop `run`."""
         self._closing = True
         self._ready.set()
+
+    def abandon(self, reason: str) -> None:
+        """Fail every outcome still waiting (the worker stops without storing them)."""
+        pending, self._pending = self._pending, []
+        _fail_futures(pending, DatabaseUnavailableError(reason))
+
+    async def _next_batch(self) -> None:
+        await self._ready.wait()
+        self._ready.clear()
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await self._write(batch)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else None
+            _fail_futures(batch, error or DatabaseUnavailableError("the outcome writer stopped"))
+            raise
 
     async def _write(self, batch: list[_Pending]) -> None:
         deliveries = [delivery for _, delivery, _ in batch]
@@ -140,3 +165,9 @@ class OutcomeWriter:
         except BrokerError as exc:
             # The outcome is committed: a redelivery finds the job finished and is dropped.
             log.warning("acking %d deliveries failed: %s", len(deliveries), exc)
+
+
+def _fail_futures(batch: list[_Pending], error: Exception) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(error)

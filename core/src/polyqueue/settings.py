@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from polyqueue.exceptions import ConfigurationError
@@ -19,6 +19,20 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SECRET_FIELDS = frozenset({"database_url"})  # may carry a password: never echoed
 
 TimeoutStrategy = Literal["retry", "fail", "ignore"]
+
+_MUST_EXCEED = (
+    (
+        "worker_stale_after",
+        "heartbeat_interval",
+        "a healthy worker would be declared dead between two heartbeats",
+    ),
+    (
+        "lease_seconds",
+        "heartbeat_interval",
+        "deliveries would be redelivered before the heartbeat extends them",
+    ),
+)
+"""Pairs of settings whose order matters: (a, b, why a must exceed b)."""
 
 
 class PolyqueueSettings(BaseSettings):
@@ -38,6 +52,13 @@ class PolyqueueSettings(BaseSettings):
     """Where the embedded PostgreSQL keeps its data (`<data_dir>/postgres`)."""
     connect_timeout: float = Field(default=10.0, gt=0)
     """Seconds to wait for a database connection before failing."""
+    statement_timeout: float | None = Field(default=30.0, gt=0)
+    """Seconds one statement may run before PostgreSQL cancels it (the client gives up 2 s
+    later), so a black-holed connection fails fast instead of hanging a worker's loops for
+    the kernel's 15-minute retransmit timeout. Unset: no limit. Migrations are exempt."""
+    tcp_keepalive_seconds: float = Field(default=10.0, gt=0)
+    """Idle seconds before TCP keepalive probes on database connections (client and server
+    side); a peer that stops answering is dropped after about twice this long."""
     pool_max_size: int | None = Field(default=None, ge=2)
     """Connections in the pool. Unset: the worker's concurrency plus 4 (at least 10)."""
     max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -88,6 +109,20 @@ class PolyqueueSettings(BaseSettings):
     """Seconds a failed job is kept (default 30 days)."""
     retention_cancelled: float = Field(default=7 * 86400, gt=0)
     """Seconds a cancelled job is kept (default 7 days)."""
+    retention_workers: float = Field(default=86400, gt=0)
+    """Seconds a stopped or dead worker's row is kept in the registry (default 1 day)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = [
+            f"{_variable(a)} ({getattr(self, a):g}) must be greater than {_variable(b)}"
+            f" ({getattr(self, b):g}): {why}"
+            for a, b, why in _MUST_EXCEED
+            if getattr(self, a) <= getattr(self, b)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -130,7 +165,10 @@ def _variable(field: str) -> str:
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # settings that contradict each other: the message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         variable = _variable(field)
         shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
         problems.append(f"{variable}: {error['msg']}{shown}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -13,6 +13,7 @@ import asyncpg
 
 from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, StoreError
 from polyqueue.job import ClaimedJob, Job, NewJobs, Outcome
+from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.sql import load_queries
 from polyqueue.store_errors import CONNECTION_ERRORS, translate_errors
 from polyqueue.store_inspection import InspectionQueries
@@ -29,8 +30,8 @@ __all__ = [
     "Executor",
     "InsertedJob",
     "JobStore",
+    "WorkerRegistration",
     "describe_url",
-    "keep_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,21 +47,6 @@ def describe_url(url: str) -> str:
     return f"postgresql://{parts.username or ''}@{host}{port}{parts.path}"
 
 
-async def keep_session(_connection: Connection) -> None:
-    """Pool reset that skips asyncpg's `RESET ALL; UNLISTEN *; ...` round trip on every
-    release (asyncpg still rolls back an open transaction first). Polyqueue keeps no session
-    state on pooled connections (its settings are `SET LOCAL`, its locks transaction-scoped),
-    so a release costs nothing; code borrowing a pooled connection must not leave session
-    state behind either."""
-
-
-SESSION_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
-"""Every statement of the store is prepared once per connection and run with one plan: its
-queries are short OLTP statements on indexed columns, whose best plan does not depend on
-the values, and planning the enqueue statement afresh each time (PostgreSQL's default for
-`unnest` parameters) cost more than running it."""
-
-
 @dataclass(frozen=True, slots=True)
 class InsertedJob:
     """One job of an insert: its id, and whether this call created it."""
@@ -70,6 +56,29 @@ class InsertedJob:
     queue: str
     priority: int
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRegistration:
+    """A worker's row in the registry, as it registers and heartbeats."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: Sequence[str]
+    concurrency: int
+    current_jobs: int = 0
+
+    def columns(self) -> tuple[str, str, int, list[str], int, int]:
+        """The parameters of `worker_register` and `worker_heartbeat`, in order."""
+        return (
+            self.id,
+            self.hostname,
+            self.pid,
+            list(self.queues),
+            self.concurrency,
+            self.current_jobs,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,32 +95,45 @@ class ClaimedNotice:
 class JobStore(MaintenanceQueries, InspectionQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
 
-    def __init__(self, url: str, schema: str, *, pool_size: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        pool_size: int,
+        options: ConnectionOptions | None = None,
+    ) -> None:
         self.url = url
         self.schema = schema
+        self.options = options or ConnectionOptions()
         self.queries = load_queries("queries.sql", schema)
         self._sql = {name: query.sql for name, query in self.queries.items()}
         self._pool_size = pool_size
-        self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         """Create the pool; fail fast with a clear error if the database cannot be reached."""
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self.options.connect_timeout):
                 self._pool = await asyncpg.create_pool(
-                    self.url,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    timeout=self._connect_timeout,
-                    command_timeout=None,
-                    reset=keep_session,
-                    server_settings=SESSION_SETTINGS,
+                    self.url, min_size=1, max_size=self._pool_size, **self.options.pool_arguments()
                 )
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to {describe_url(self.url)}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    @contextlib.asynccontextmanager
+    async def migration_connection(self) -> AsyncIterator[Connection]:
+        """A connection of its own without the statement timeout: a migration may take long."""
+        unlimited = replace(self.options, statement_timeout=None)
+        with translate_errors("connect for migrations"):
+            connection = await unlimited.connect(self.url)
+        try:
+            yield connection
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), timeout=5)
 
     async def close(self) -> None:
         """Close the pool, waiting briefly for connections in use."""
@@ -344,19 +366,16 @@ class JobStore(MaintenanceQueries, InspectionQueries):
 
     # -- workers ------------------------------------------------------------------------------
 
-    async def worker_register(
-        self, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int
-    ) -> None:
+    async def worker_register(self, worker: WorkerRegistration) -> None:
         """Add this worker to the registry."""
         with translate_errors("register worker"):
-            await self.pool.execute(
-                self._sql["worker_register"], worker_id, hostname, pid, list(queues), concurrency
-            )
+            await self.pool.execute(self._sql["worker_register"], *worker.columns())
 
-    async def worker_heartbeat(self, worker_id: str, current_jobs: int) -> bool:
-        """Mark the worker alive; False if it is no longer `running` in the registry."""
+    async def worker_heartbeat(self, worker: WorkerRegistration) -> bool:
+        """Mark the worker alive (registering it if its row is missing); False if it is no
+        longer `running` in the registry (it was declared dead)."""
         with translate_errors("worker heartbeat"):
-            row = await self.pool.fetchrow(self._sql["worker_heartbeat"], worker_id, current_jobs)
+            row = await self.pool.fetchrow(self._sql["worker_heartbeat"], *worker.columns())
         return row is not None
 
     async def worker_stop(self, worker_id: str) -> None:

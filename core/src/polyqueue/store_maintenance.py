@@ -39,16 +39,23 @@ class MaintenanceQueries:
             rows = await executor.fetch(self._sql["worker_reap"], stale_after)
         return [row["id"] for row in rows]
 
-    async def job_reclaim(self, max_reclaims: int, executor: Executor) -> list[Record]:
-        """Queue again the running jobs of workers that are gone; `(id, queue, priority)`."""
+    async def job_reclaim(
+        self, max_reclaims: int, stale_after: float, executor: Executor
+    ) -> list[Record]:
+        """Queue again the running jobs no live worker holds (their worker is gone, or their
+        own heartbeat is `stale_after` seconds old); `(id, queue, priority)` of each."""
         with translate_errors("reclaim jobs"):
-            rows: list[Record] = await executor.fetch(self._sql["job_reclaim"], max_reclaims)
+            rows: list[Record] = await executor.fetch(
+                self._sql["job_reclaim"], max_reclaims, stale_after
+            )
         return rows
 
-    async def job_fail_poison(self, max_reclaims: int, executor: Executor) -> list[int]:
-        """Fail running jobs of gone workers that reached `max_reclaims`; return their ids."""
+    async def job_fail_poison(
+        self, max_reclaims: int, stale_after: float, executor: Executor
+    ) -> list[int]:
+        """Fail the jobs `job_reclaim` would reclaim for the `max_reclaims`-th time."""
         with translate_errors("fail poison jobs"):
-            rows = await executor.fetch(self._sql["job_fail_poison"], max_reclaims)
+            rows = await executor.fetch(self._sql["job_fail_poison"], max_reclaims, stale_after)
         return [row["id"] for row in rows]
 
     async def job_expire_timeouts(
@@ -79,6 +86,12 @@ class MaintenanceQueries:
             deleted: int = await executor.fetchval(
                 self._sql["job_prune"], succeeded, failed, cancelled, limit
             )
+        return deleted
+
+    async def worker_prune(self, retention: float, executor: Executor) -> int:
+        """Delete the rows of workers stopped or dead for over `retention` seconds."""
+        with translate_errors("prune workers"):
+            deleted: int = await executor.fetchval(self._sql["worker_prune"], retention)
         return deleted
 
     async def cron_last_ticks(

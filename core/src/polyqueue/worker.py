@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 from polyqueue.backoff import Backoff
 from polyqueue.brokers.postgres import colocated
 from polyqueue.context import JobContext
-from polyqueue.exceptions import BrokerError, HandlerNotFoundError, PolyqueueError
+from polyqueue.exceptions import (
+    BrokerError,
+    HandlerNotFoundError,
+    PolyqueueError,
+    WorkerLoopError,
+)
 from polyqueue.executor import Executor, RetryPolicy
 from polyqueue.listener import Listener
 from polyqueue.logs import job_fields
@@ -24,9 +29,11 @@ from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 from polyqueue.outcomes import OutcomeWriter
 from polyqueue.reporting import report_finished, report_started
 from polyqueue.scheduler import Scheduler
+from polyqueue.store import WorkerRegistration
+from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
 
     from polyqueue.app import Polyqueue
     from polyqueue.broker import Delivery
@@ -38,6 +45,9 @@ __all__ = ["Worker", "new_worker_id"]
 log = logging.getLogger(__name__)
 
 RECEIVE_WAIT_SECONDS = 1.0
+FLUSH_MINIMUM_SECONDS = 2.0
+"""A stopping worker tries this long at least to store its last outcomes, even when its
+handlers used up the whole grace period (a second signal cuts it short)."""
 
 
 def new_worker_id() -> str:
@@ -64,25 +74,30 @@ class Worker:
         self.concurrency = concurrency
         settings = app.settings
         middlewares = flatten(app.plugin_manager.hook.polyqueue_dispatch_middleware(app=app))
+        self._slot_freed = asyncio.Event()
         self._executor = Executor(
             RetryPolicy(settings.retry_backoff_base, settings.retry_backoff_max),
             concurrency,
             app.handlers,
             app.serializer,
             middlewares,
+            on_thread_released=self._slot_freed.set,
         )
         self._running: dict[int, _Running] = {}
         self._stopped_by_shutdown: list[tuple[ClaimedJob, Delivery]] = []
-        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
+        self._registered = asyncio.Event()  # cleared while declared dead and not yet re-registered
+        self._failure: WorkerLoopError | None = None
         self._started = False
         self._finished = asyncio.Event()
         self._scheduler = Scheduler(
             app.store, app.broker, app.publisher, settings.scheduler_interval
         )
         self._writer = OutcomeWriter(app.store, app.broker, self._scheduler.wake_at)
-        self._control = Listener(app.database_url, [app.cancel_channel], self._on_cancel)
+        self._control = Listener(
+            app.database_url, [app.cancel_channel], self._on_cancel, options=app.store.options
+        )
 
     @property
     def running_jobs(self) -> int:
@@ -102,66 +117,109 @@ class Worker:
             await self._finished.wait()
 
     async def run(self) -> None:
-        """Register, work until `stop()`, then shut down gracefully."""
+        """Register, work until `stop()`, then shut down gracefully.
+
+        Raises `WorkerLoopError` if one of its loops kept crashing and stopped it: the
+        process should then exit non-zero, so that its supervisor starts a fresh one.
+        """
         self._started = True
         try:
             await self._run()
         finally:
             self._finished.set()
+        if self._failure is not None:
+            raise self._failure
 
     async def _run(self) -> None:
-        store = self.app.store
-        await store.worker_register(
-            self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
-        )
+        await self._register(self.id)
         await self._control.start()
         log.info(
             "worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency
         )
         background = [
-            asyncio.create_task(self._heartbeat_loop(), name="polyqueue-heartbeat"),
-            asyncio.create_task(self._scheduler.run(), name="polyqueue-scheduler"),
+            self._background(self._heartbeat_loop(), "polyqueue-heartbeat"),
+            self._background(self._scheduler.run(), "polyqueue-scheduler"),
         ]
         if self.app.settings.maintenance:
-            maintenance = Maintenance(self.app).run()
-            background.append(asyncio.create_task(maintenance, name="polyqueue-maintenance"))
-        writer = asyncio.create_task(self._writer.run(), name="polyqueue-outcomes")
+            background.append(self._background(Maintenance(self.app).run(), "polyqueue-maint"))
+        writer = self._background(self._writer.run(), "polyqueue-outcomes")
         try:
             await self._consume_loop()
+        except WorkerLoopError as exc:
+            self._fail(exc)
         finally:
             await self._shutdown(background, writer)
+
+    def _background(self, loop: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Start a supervised loop; should it end with an error, the worker stops."""
+        task = asyncio.create_task(loop, name=name)
+        task.add_done_callback(self._loop_ended)
+        return task
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, WorkerLoopError):  # supervise() lets nothing else out: a bug
+            log.critical("worker %s: %s ended", self.id, task.get_name(), exc_info=exc)
+            exc = WorkerLoopError(task.get_name(), exc)
+        self._fail(exc)
+
+    def _fail(self, exc: WorkerLoopError) -> None:
+        """Stop the worker at once because a loop cannot go on; `run()` raises `exc`."""
+        if self._failure is None:
+            self._failure = exc
+            log.critical("worker %s stops: %s", self.id, exc)
+        self._stopping.set()
+        self._forced.set()
+        self.app.broker.interrupt()
 
     # -- consuming ----------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
-        backoff = Backoff(base=0.05, cap=5.0)
         batch = self.app.broker.capabilities.max_batch
-        while not self._stopping.is_set():
+
+        async def step() -> None:
+            if not self._registered.is_set():
+                await self._wait_until(self._registered)
+                return
             free = self._free_slots()
             if free <= 0:
                 await self._wait_for_slot()
-                continue
-            try:
-                await self._consume(min(free, batch))
-            except PolyqueueError as exc:
-                log.warning("worker %s: consuming failed, backing off: %s", self.id, exc)
-                await self._sleep_unless_stopping(backoff.next_delay())
-            else:
-                backoff.reset()
+                return
+            await self._consume(min(free, batch))
+
+        await supervise(
+            f"worker {self.id}: consuming",
+            step,
+            until=self._stopping.is_set,
+            backoff=Backoff(base=0.05, cap=5.0),
+            sleep=self._sleep_unless_stopping,
+        )
 
     def _free_slots(self) -> int:
         """Handlers that may start now: a finished handler frees its slot at once, while its
-        outcome waits for the next group commit (at most `concurrency` outcomes wait)."""
+        outcome waits for the next group commit (at most `concurrency` outcomes wait). A sync
+        handler that timed out keeps its slot until its thread returns."""
         executing = sum(1 for r in self._running.values() if not r.recording)
+        executing += self._executor.stuck_threads
         return min(self.concurrency - executing, 2 * self.concurrency - len(self._running))
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
+        await self._wait_until(self._slot_freed)
+
+    async def _wait_until(self, event: asyncio.Event) -> None:
+        """Wait for `event`, or until the worker stops."""
         stopping = asyncio.create_task(self._stopping.wait())
-        freed = asyncio.create_task(self._slot_freed.wait())
-        await asyncio.wait({stopping, freed}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        freed.cancel()
+        waited = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait({stopping, waited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            waited.cancel()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -293,6 +351,10 @@ class Worker:
         report_finished(self.app.plugin_manager, job, outcome, self.id)
         try:
             current = await self._writer.record(outcome, delivery)
+        except PolyqueueError as exc:
+            # No longer heartbeated: maintenance reclaims the job, which runs again.
+            log.error("the outcome was not stored (%s); the job will be reclaimed", exc)  # noqa: TRY400
+            return
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
@@ -357,14 +419,17 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.app.settings.heartbeat_interval
-        while True:
+
+        async def step() -> None:
             await asyncio.sleep(interval)
-            try:
-                await self._heartbeat()
-            except PolyqueueError as exc:
-                log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+            await self._heartbeat()
+
+        await supervise(f"worker {self.id}: heartbeat", step)
 
     async def _heartbeat(self) -> None:
+        """Heartbeat every job this worker holds (a running job whose own heartbeat goes
+        stale is reclaimed by maintenance, so a claim whose reply never arrived costs a
+        reclaim, never a job), extend their deliveries, then the worker's own row."""
         running = list(self._running.values())
         if running:
             alive = await self.app.store.job_heartbeat_many(
@@ -376,15 +441,33 @@ class Worker:
             deliveries = [r.delivery for r in running if r.job.id in alive]
             with contextlib.suppress(BrokerError):
                 await self.app.broker.extend(deliveries, self.app.broker.lease_seconds)
-        if not await self.app.store.worker_heartbeat(self.id, len(self._running)):
-            await self._reregister()
+        if self._registered.is_set():
+            if await self.app.store.worker_heartbeat(self._registration(self.id)):
+                return
+            log.error("worker %s was declared dead (a stall); its jobs were reclaimed", self.id)
+            self._registered.clear()  # claim nothing more under the dead id
+        await self._reregister()
 
     async def _reregister(self) -> None:
-        """Declared dead (a long stall): its jobs were reclaimed; carry on under a new id."""
-        old, self.id = self.id, new_worker_id()
-        log.error("worker %s was declared dead; continuing as %s", old, self.id)
-        await self.app.store.worker_register(
-            self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+        """Carry on under a new id, registered before anything is claimed under it."""
+        old = self.id
+        await self._register(new_worker_id())
+        log.warning("worker %s continues as %s", old, self.id)
+
+    async def _register(self, worker_id: str) -> None:
+        """Add `worker_id` to the registry, then claim under it from now on."""
+        await self.app.store.worker_register(self._registration(worker_id))
+        self.id = worker_id
+        self._registered.set()
+
+    def _registration(self, worker_id: str) -> WorkerRegistration:
+        return WorkerRegistration(
+            worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.queues,
+            self.concurrency,
+            len(self._running),
         )
 
     # -- stopping -----------------------------------------------------------------------------
@@ -392,27 +475,58 @@ class Worker:
     async def _shutdown(
         self, background: list[asyncio.Task[None]], writer: asyncio.Task[None]
     ) -> None:
-        grace = self.app.settings.shutdown_grace_seconds
+        """Let in-flight jobs finish within the grace period, give back the others, store the
+        last outcomes, and leave. Bounded: the whole shutdown takes the grace period plus a
+        few seconds at most (a second `stop()` cuts it short), whatever the database does."""
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + self.app.settings.shutdown_grace_seconds
         tasks = [r.task for r in self._running.values()]
         if tasks:
+            grace = self.app.settings.shutdown_grace_seconds
             log.info("worker %s: waiting up to %gs for %d jobs", self.id, grace, len(tasks))
-            forced = asyncio.create_task(self._forced.wait())
-            finished: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.wait(
-                {forced, finished}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
-            )
-            forced.cancel()
+            await self._wait_forced(tasks, grace_ends)
         for job_id in list(self._running):
             self._stop_job(job_id, "shutdown")
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._give_back()
         self._writer.close()
-        await writer
+        flush_ends = max(grace_ends, loop.time() + FLUSH_MINIMUM_SECONDS)
+        await self._wait_forced([*(r.task for r in self._running.values()), writer], flush_ends)
+        if not writer.done():
+            log.error(
+                "worker %s: %d outcomes could not be stored in time; their jobs will be"
+                " reclaimed and run again",
+                self.id,
+                self._writer.pending,
+            )
+            writer.cancel()
+            self._writer.abandon("the worker stopped before the outcome could be stored")
+        await asyncio.wait([*tasks, writer], timeout=FLUSH_MINIMUM_SECONDS)
+        await self._bounded(self._give_back(), flush_ends)
         for task in background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await self._control.close()
+        await asyncio.wait(background, timeout=FLUSH_MINIMUM_SECONDS)
+        await self._bounded(self._control.close(), flush_ends)
         self._executor.close()
-        with contextlib.suppress(PolyqueueError):
-            await self.app.store.worker_stop(self.id)
+        await self._bounded(self.app.store.worker_stop(self.id), flush_ends)
         log.info("worker %s stopped", self.id)
+
+    async def _wait_forced(self, tasks: Sequence[asyncio.Future[Any]], until: float) -> None:
+        """Wait for `tasks` until the loop time `until`, or a second `stop()`."""
+        pending = [task for task in tasks if not task.done()]
+        if not pending or self._forced.is_set():
+            return
+        forced = asyncio.create_task(self._forced.wait())
+        finished = asyncio.create_task(asyncio.wait(pending))  # cancelling it spares `tasks`
+        timeout = max(0.0, until - asyncio.get_running_loop().time())
+        await asyncio.wait({forced, finished}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        finished.cancel()
+
+    async def _bounded(self, work: Coroutine[Any, Any, None], until: float) -> None:
+        """Run one step of the shutdown, given up at `until` (two seconds at least) or on
+        any failure: it must not keep the process from exiting."""
+        timeout = max(FLUSH_MINIMUM_SECONDS, until - asyncio.get_running_loop().time())
+        try:
+            async with asyncio.timeout(timeout):
+                await work
+        except (PolyqueueError, TimeoutError) as exc:
+            log.warning("worker %s: shutdown step skipped: %s", self.id, exc or "timed out")

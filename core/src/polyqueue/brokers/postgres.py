@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -12,10 +11,12 @@ import asyncpg
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
 from polyqueue.listener import Listener
+from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.sql import load_queries
-from polyqueue.store import CONNECTION_ERRORS, SESSION_SETTINGS, keep_session
+from polyqueue.store_errors import translate_errors
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 __all__ = ["PostgresBroker", "colocated"]
@@ -36,15 +37,25 @@ class PostgresBroker(Broker):
         transactional_ack=True,
     )
 
-    def __init__(self, url: str, schema: str, *, lease_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        lease_seconds: float = 30.0,
+        options: ConnectionOptions | None = None,
+    ) -> None:
         super().__init__(lease_seconds=lease_seconds)
         self._url = url
         self._schema = schema
+        self._options = options or ConnectionOptions()
         self._sql = {name: q.sql for name, q in load_queries("broker_postgres.sql", schema).items()}
         self.channel = f"{schema}_broker"
         """The NOTIFY channel that wakes receivers (also written to by `job_insert_many`)."""
         self._pool: asyncpg.Pool | None = None
-        self._listener = Listener(url, [self.channel], self._wake, on_reconnect=self._wake_all)
+        self._listener = Listener(
+            url, [self.channel], self._wake, on_reconnect=self._wake_all, options=self._options
+        )
         self._listening = False
         self._listen_lock = asyncio.Lock()
         self._interrupts = 0
@@ -57,6 +68,7 @@ class PostgresBroker(Broker):
             environment.database_url,
             environment.schema,
             lease_seconds=environment.settings.lease_seconds,
+            options=ConnectionOptions.from_settings(environment.settings),
         )
 
     async def start(self) -> None:
@@ -64,12 +76,7 @@ class PostgresBroker(Broker):
         that only enqueues is not sent a notification for every job it enqueues."""
         with self._translate():
             self._pool = await asyncpg.create_pool(
-                self._url,
-                min_size=1,
-                max_size=4,
-                timeout=10,
-                reset=keep_session,
-                server_settings=SESSION_SETTINGS,
+                self._url, min_size=1, max_size=4, **self._options.pool_arguments()
             )
 
     async def close(self) -> None:
@@ -78,8 +85,10 @@ class PostgresBroker(Broker):
         self._listening = False
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            try:
                 await asyncio.wait_for(pool.close(), timeout=5)
+            except Exception:
+                pool.terminate()
         self._wake_all()
 
     async def publish(self, messages: Sequence[Message]) -> None:
@@ -95,6 +104,17 @@ class PostgresBroker(Broker):
         with self._translate():
             for chunk in _chunks(messages, self.capabilities.max_batch):
                 await connection.execute(self._sql["message_send_many"], *self._rows(chunk))
+
+    async def unheld(self, messages: Sequence[Message]) -> list[Message]:
+        """The messages whose row is not in the table any more."""
+        if not messages:
+            return []
+        with self._translate():
+            rows = await self._require_pool().fetch(
+                self._sql["message_held"], [m.queue for m in messages], [m.body for m in messages]
+            )
+        held = {(row["queue"], bytes(row["body"])) for row in rows}
+        return [m for m in messages if (m.queue, m.body) not in held]
 
     def _rows(self, messages: Sequence[Message]) -> tuple[Any, ...]:
         return (
@@ -211,14 +231,12 @@ class PostgresBroker(Broker):
             raise BrokerUnavailableError("the postgres broker is closed", broker=self.name)
         return self._pool
 
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except CONNECTION_ERRORS as exc:
-            raise BrokerUnavailableError(f"postgres broker: {exc}", broker=self.name) from exc
-        except asyncpg.PostgresError as exc:
-            raise BrokerError(f"postgres broker: {exc}", broker=self.name) from exc
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
+        return translate_errors(
+            "postgres broker",
+            unavailable=lambda message: BrokerUnavailableError(message, broker=self.name),
+            refused=lambda message: BrokerError(message, broker=self.name),
+        )
 
 
 def colocated(broker: Broker, url: str, schema: str) -> PostgresBroker | None:

@@ -80,7 +80,7 @@ WHERE idempotency_key = ANY($1::text[]);
 -- transition: queued -> running
 UPDATE {schema}.jobs AS j
 SET status = 'running', attempt = j.attempt + 1, worker_id = $2, started_at = now(),
-    notified_at = NULL,
+    notified_at = NULL, republishes = 0,
     heartbeat_at = now(), finished_at = NULL, progress = NULL, progress_message = NULL,
     timeout_at = CASE
         WHEN j.max_run_seconds IS NULL OR j.timeout_strategy = 'ignore' THEN NULL
@@ -125,7 +125,7 @@ WITH leased AS (
 ), claimed AS (
     UPDATE {schema}.jobs AS j
     SET status = 'running', attempt = j.attempt + 1, worker_id = $4, started_at = now(),
-        notified_at = NULL,
+        notified_at = NULL, republishes = 0,
         heartbeat_at = now(), finished_at = NULL, progress = NULL, progress_message = NULL,
         timeout_at = CASE
             WHEN j.max_run_seconds IS NULL OR j.timeout_strategy = 'ignore' THEN NULL
@@ -299,15 +299,20 @@ LIMIT $1;
 
 -- name: worker_register :exec
 -- Add a worker to the registry as running.
-INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency)
-VALUES ($1, $2, $3, $4::text[], $5);
+INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency, current_jobs)
+VALUES ($1, $2, $3, $4::text[], $5, $6);
 
 -- name: worker_heartbeat :one
--- Mark a running worker alive with its number of current jobs.
-UPDATE {schema}.workers
-SET heartbeat_at = now(), current_jobs = $2
-WHERE id = $1 AND status = 'running'
-RETURNING id;
+-- Mark a running worker alive with its number of current jobs. A worker whose row is
+-- missing (the reply to its registration was lost) is registered by its heartbeat. No row
+-- comes back for a worker that is no longer running: declared dead, it must not come back
+-- to life under that id, but register a new one.
+INSERT INTO {schema}.workers AS w (id, hostname, pid, queues, concurrency, current_jobs)
+VALUES ($1, $2, $3, $4::text[], $5, $6)
+ON CONFLICT (id) DO UPDATE
+SET heartbeat_at = now(), current_jobs = excluded.current_jobs
+WHERE w.status = 'running'
+RETURNING w.id;
 
 -- name: worker_stop :exec
 -- Mark a worker stopped after a clean exit.
@@ -336,19 +341,26 @@ WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
 RETURNING id;
 
 -- name: job_reclaim :many
--- Queue again the running jobs of workers that are no longer running (the attempt counts).
+-- Queue again the running jobs that no worker holds (the attempt counts): those of workers
+-- that are no longer running, and those whose own heartbeat is older than $2 seconds (a
+-- live worker heartbeats every job it runs, so such a job was claimed by a statement whose
+-- reply never reached its worker: the claim committed as the connection died).
 -- transition: running -> queued
 UPDATE {schema}.jobs AS j
 SET status = 'queued', reclaims = j.reclaims + 1, worker_id = NULL, timeout_at = NULL,
     run_at = now(), notified_at = NULL
 WHERE j.status IN ('running') AND j.reclaims + 1 < $1
-  AND NOT EXISTS (
-      SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+  AND (
+      j.heartbeat_at < now() - make_interval(secs => $2)
+      OR NOT EXISTS (
+          SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+      )
   )
 RETURNING j.id, j.queue, j.priority;
 
 -- name: job_fail_poison :many
--- Fail running jobs whose worker died for the $1-th time while running them.
+-- Fail running jobs that no worker holds (as `job_reclaim` finds them, $2 the heartbeat
+-- age) for the $1-th time: they keep killing their workers.
 -- transition: running -> failed
 UPDATE {schema}.jobs AS j
 SET status = 'failed', reclaims = j.reclaims + 1, finished_at = now(), timeout_at = NULL,
@@ -357,8 +369,11 @@ SET status = 'failed', reclaims = j.reclaims + 1, finished_at = now(), timeout_a
                            j.reclaims + 1),
     error_traceback = NULL
 WHERE j.status IN ('running') AND j.reclaims + 1 >= $1
-  AND NOT EXISTS (
-      SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+  AND (
+      j.heartbeat_at < now() - make_interval(secs => $2)
+      OR NOT EXISTS (
+          SELECT 1 FROM {schema}.workers AS w WHERE w.id = j.worker_id AND w.status = 'running'
+      )
   )
 RETURNING j.id;
 
@@ -389,12 +404,16 @@ WHERE j.id IN (
 RETURNING j.id, j.status::text AS status;
 
 -- name: job_republish_stale :many
--- Queued jobs waiting for over $1 seconds since queued or last republished (lost notices).
+-- Queued jobs whose notice may be lost: waiting since queued or last republished for over
+-- $1 seconds, doubled with each republish of this wait (at most 32 times $1), so a long
+-- backlog is not rung for again every round.
 UPDATE {schema}.jobs AS j
-SET notified_at = now()
+SET notified_at = now(), republishes = j.republishes + 1
 WHERE j.id IN (
     SELECT id FROM {schema}.jobs
-    WHERE status = 'queued' AND coalesce(notified_at, run_at) < now() - make_interval(secs => $1)
+    WHERE status = 'queued'
+      AND coalesce(notified_at, run_at)
+          < now() - make_interval(secs => $1 * 2 ^ least(republishes, 5))
     ORDER BY run_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -402,15 +421,32 @@ WHERE j.id IN (
 RETURNING j.id, j.queue, j.priority;
 
 -- name: job_prune :one
--- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds).
+-- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds). The
+-- rows are locked and their status checked again as they are deleted, so a job an operator
+-- requeued meanwhile is never deleted.
 WITH doomed AS (
     SELECT id FROM {schema}.jobs
     WHERE (status = 'succeeded' AND finished_at < now() - make_interval(secs => $1))
        OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2))
        OR (status = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
     LIMIT $4
+    FOR UPDATE SKIP LOCKED
 ), deleted AS (
-    DELETE FROM {schema}.jobs WHERE id IN (SELECT id FROM doomed) RETURNING 1
+    DELETE FROM {schema}.jobs AS j
+    WHERE j.id IN (SELECT id FROM doomed)
+      AND ((j.status = 'succeeded' AND j.finished_at < now() - make_interval(secs => $1))
+        OR (j.status = 'failed' AND j.finished_at < now() - make_interval(secs => $2))
+        OR (j.status = 'cancelled' AND j.finished_at < now() - make_interval(secs => $3)))
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: worker_prune :one
+-- Delete the rows of workers stopped or dead for over $1 seconds.
+WITH deleted AS (
+    DELETE FROM {schema}.workers
+    WHERE status IN ('stopped', 'dead') AND stopped_at < now() - make_interval(secs => $1)
+    RETURNING 1
 )
 SELECT count(*) AS deleted FROM deleted;
 
