@@ -108,6 +108,8 @@ class RedisBroker(Broker):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
+            if received.dropped:
+                continue  # garbage was dropped: what was behind it may be ready now
             due = received.next_due_in
             await self._doorbell.wait(
                 queues, seen, remaining if due is None else min(due, remaining)

@@ -38,13 +38,17 @@ log = logging.getLogger(__name__)
 
 BROKER = "redis"
 SCRIPTS = ("publish", "receive", "ack", "nack", "extend")
+GUARD = "guard"
+"""Prepended to every script: repairs garbage in the broker's keys instead of failing."""
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Errors meaning "cannot reach the server" (BusyLoadingError and auth errors included)."""
 
 PUBSUB_CLOSE_TIMEOUT = 1.0
+SHOWN_DROPS = 5
+"""Repairs named in one warning; the rest are counted."""
 
 Entry = tuple[int, float, bytes]  # (priority, delay seconds, body)
-Receipt = tuple[str, str]  # (message id, receipt)
+Receipt = tuple[bytes, bytes]  # (message id, receipt): raw bytes, whatever is in Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +56,8 @@ class Leased:
     """One message leased by `receive`."""
 
     queue: str
-    message_id: str
-    receipt: str
+    message_id: bytes
+    receipt: bytes
     body: bytes
 
 
@@ -64,10 +68,16 @@ class Received:
     messages: list[Leased]
     next_due_in: float | None
     """Seconds until the earliest lease or delay of the asked queues ends (None: none)."""
+    dropped: int = 0
+    """Garbage entries this round trip dropped (what was behind them may be ready now)."""
 
 
 def load_script(name: str) -> str:
-    """The Lua source of `lua/<name>.lua`, shipped as package data."""
+    """The Lua source of `lua/<name>.lua` (package data), after the shared `lua/guard.lua`."""
+    return _lua(GUARD) + _lua(name)
+
+
+def _lua(name: str) -> str:
     return (resources.files("polyqueue_redis") / "lua" / f"{name}.lua").read_text("utf-8")
 
 
@@ -127,7 +137,9 @@ class RedisConnection:
                 key_list = [keys.ready, keys.delayed, keys.bodies, keys.priorities, keys.sequence]
                 await self._scripts["publish"](key_list, args, client=pipe)
             with self.translate("publish"):
-                await pipe.execute()
+                replies = await pipe.execute()
+        for reply in replies:
+            _log_dropped("publish", reply[1])
 
     async def receive(self, queues: Sequence[str], max_messages: int, lease: float) -> Received:
         """Lease up to `max_messages` from `queues` in one Lua call."""
@@ -177,7 +189,9 @@ class RedisConnection:
                 args = head_of(keys) + [part for receipt in receipts for part in receipt]
                 await self._scripts[script](keys_of(keys), args, client=pipe)
             with self.translate(script):
-                await pipe.execute()
+                replies = await pipe.execute()
+        for reply in replies:
+            _log_dropped(script, reply[1])
 
     # -- doorbell -------------------------------------------------------------------------------
 
@@ -206,10 +220,14 @@ class RedisConnection:
         finally:
             # Bounded: closing a subscriber cancelled mid-connect can wait on its lock forever.
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(pubsub.aclose(), PUBSUB_CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(pubsub.aclose(), PUBSUB_CLOSE_TIMEOUT)  # type: ignore[no-untyped-call,unused-ignore]
 
     def _ring_channel(self, channel: bytes | str, ring: Callable[[str], None]) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            name = channel.decode() if isinstance(channel, bytes) else channel
+        except UnicodeDecodeError:  # no queue of ours: a stray PUBLISH under the prefix
+            log.debug("ignoring a doorbell on a channel that is not UTF-8: %r", channel)
+            return
         queue = self._keys.queue_of_doorbell(name)
         if queue is not None:
             ring(queue)
@@ -232,13 +250,19 @@ def _ms(seconds: float) -> int:
 
 
 def _received(queues: Sequence[str], reply: list[Any]) -> Received:
-    now, next_due = int(reply[0]), int(reply[1])
+    now, next_due, dropped = int(reply[0]), int(reply[1]), reply[2]
+    _log_dropped("receive", dropped)
     messages = [
-        Leased(queues[int(reply[i])], _text(reply[i + 1]), _text(reply[i + 2]), reply[i + 3])
-        for i in range(2, len(reply), 4)
+        Leased(queues[int(reply[i])], reply[i + 1], reply[i + 2], reply[i + 3])
+        for i in range(3, len(reply), 4)
     ]
-    return Received(messages, None if next_due < 0 else max(next_due - now, 0) / 1000)
+    due_in = None if next_due < 0 else max(next_due - now, 0) / 1000
+    return Received(messages, due_in, len(dropped))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _log_dropped(operation: str, dropped: list[bytes]) -> None:
+    """Warn about the garbage a script repaired (ids and values shown as raw bytes)."""
+    if dropped:
+        shown = "; ".join(repr(what) for what in dropped[:SHOWN_DROPS])
+        more = f" (and {len(dropped) - SHOWN_DROPS} more)" if len(dropped) > SHOWN_DROPS else ""
+        log.warning("redis %s dropped garbage from the broker's keys: %s%s", operation, shown, more)

@@ -28,7 +28,8 @@ class RedisBrokerSettings(BaseSettings):
     publish_chunk_size: int = Field(default=500, ge=1, le=10_000)
     """Messages stored per Lua call when publishing; all chunks go in one pipeline."""
     sweep_limit: int = Field(default=1000, ge=1)
-    """Expired leases and due delayed messages moved back to ready per queue per receive."""
+    """Expired leases and due delayed messages moved back to ready, and garbage ids (without a
+    body) dropped, per queue per receive."""
     socket_timeout: float = Field(default=5.0, gt=0)
     """Seconds to wait for a reply before the server counts as unreachable."""
     connect_timeout: float = Field(default=5.0, gt=0)

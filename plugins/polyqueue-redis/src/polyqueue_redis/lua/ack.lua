@@ -1,7 +1,8 @@
 -- ack: forget leased messages whose receipt is current; stale receipts do nothing.
 -- KEYS: leased (zset), bodies, receipts, priorities (hashes)
 -- ARGV: (id, receipt) per delivery
--- Returns the number of messages removed.
+-- Returns {number of messages removed, dropped garbage}.
+guard({'zset', 'hash', 'hash', 'hash'})
 local removed = 0
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
@@ -13,4 +14,4 @@ for i = 1, #ARGV, 2 do
     removed = removed + 1
   end
 end
-return removed
+return {removed, dropped}

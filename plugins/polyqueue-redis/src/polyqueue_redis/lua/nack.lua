@@ -1,10 +1,10 @@
 -- nack: give leased messages back, ready now or after a delay; stale receipts do nothing.
 -- KEYS: ready, leased, delayed (zsets), receipts, priorities (hashes)
 -- ARGV: doorbell channel, delay ms, then (id, receipt) per delivery
--- Returns the number of messages given back.
+-- Returns {number of messages given back, dropped garbage}.
+guard({'zset', 'zset', 'zset', 'hash', 'hash'})
 local delay = tonumber(ARGV[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = now_ms()
 local moved = 0
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
@@ -13,8 +13,7 @@ for i = 3, #ARGV, 2 do
     if delay > 0 then
       redis.call('ZADD', KEYS[3], now + delay, id)
     else
-      local priority = tonumber(redis.call('HGET', KEYS[5], id)) or 0
-      redis.call('ZADD', KEYS[1], 0 - priority, id)
+      redis.call('ZADD', KEYS[1], 0 - priority_of(KEYS[5], id), id)
     end
     moved = moved + 1
   end
@@ -22,4 +21,4 @@ end
 if moved > 0 then
   redis.call('PUBLISH', ARGV[1], '1')
 end
-return moved
+return {moved, dropped}
