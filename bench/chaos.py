@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -116,6 +117,8 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 if __name__ == "__main__":
+    for quiet in ("polyqueue", "werkzeug"):  # the runner's own app, moto's requests
+        logging.getLogger(quiet).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     began = time.perf_counter()
     code = asyncio.run(main(parse(sys.argv[1:])))

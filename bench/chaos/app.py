@@ -4,9 +4,9 @@ Settings come from `POLYQUEUE_*` variables; `CHAOS_EVENTS` names this process's 
 one line per event, `<unix time> <kind> <fields...>`, appended with one `write` each so a
 SIGKILL loses nothing already written:
 
-- worker: `start JOB ATTEMPT PID` when the handler begins, then `return JOB ATTEMPT PID` (the
-  outcome it produced: a result `{"n", "attempt", "pid"}`) or `raise JOB ATTEMPT PID` (a
-  planned transient failure);
+- worker: `start JOB ATTEMPT PID MS` when the handler begins (to run MS milliseconds), then `return JOB ATTEMPT PID` (the
+  outcome it produced: a result `{"n", "attempt", "pid"}`), `raise JOB ATTEMPT PID` (a
+  planned transient failure) or `cancel JOB ATTEMPT PID` (the worker cancelled it);
 - producer: `enq JOB PID` for every id `enqueue`/`enqueue_many` returned, `enqfail COUNT TYPE`
   for a call that raised, `armed` on SIGUSR1 and `dying` just before it SIGKILLs itself.
 
@@ -70,8 +70,12 @@ def register(app: Polyqueue, events: Events) -> None:
 
     @app.register(HANDLER, queue=QUEUE, max_attempts=MAX_ATTEMPTS)
     async def work(payload: Work, ctx: JobContext) -> dict[str, int]:
-        events.write("start", ctx.job_id, ctx.attempt, pid)
-        await asyncio.sleep(payload.ms / 1000)
+        events.write("start", ctx.job_id, ctx.attempt, pid, payload.ms)
+        try:
+            await asyncio.sleep(payload.ms / 1000)
+        except asyncio.CancelledError:  # the worker lost the job (or is shutting down)
+            events.write("cancel", ctx.job_id, ctx.attempt, pid)
+            raise
         if ctx.attempt <= payload.fail_times:
             events.write("raise", ctx.job_id, ctx.attempt, pid)
             raise TransientError(f"planned failure of attempt {ctx.attempt}")

@@ -76,7 +76,7 @@ class Execution:
     pid: int
     started: float
     ended: float | None
-    end: str | None  # "return" | "raise" | None (never ended)
+    end: str | None  # "return" | "raise" | "cancel" | None (never ended: killed, stopped)
 
 
 async def verdict(cluster: Cluster, fault_names: list[str]) -> dict[str, FaultFigures]:
@@ -165,14 +165,14 @@ def _extras(
 
 def _cause(run: Execution, incidents: list[Incident]) -> tuple[str, str | None]:
     """The incident that overlapped `run` and hit its process, if any: one aimed at that very
-    process first (a SIGKILL, a SIGSTOP), else the latest that hit every process."""
+    process first (a SIGKILL, a SIGSTOP), else the first one that hit every process."""
     candidates = []
     for incident in incidents:
         hit = not incident.pids or run.pid in incident.pids
         ended = incident.recovered or incident.ended
         overlaps = run.started <= ended and (run.ended is None or run.ended >= incident.began)
         if hit and overlaps:
-            candidates.append((bool(incident.pids), incident.began, incident))
+            candidates.append((bool(incident.pids), -incident.began, incident))
     if not candidates:
         return UNEXPLAINED, None
     incident = max(candidates, key=lambda c: c[:2])[2]
@@ -205,7 +205,7 @@ def _executions(events: list[Event]) -> dict[int, list[Execution]]:
         key = event.fields[:3]
         if event.kind == "start":
             open_runs[key] = event.at
-        elif event.kind in {"return", "raise"} and key in open_runs:
+        elif event.kind in {"return", "raise", "cancel"} and key in open_runs:
             done[key[0]].append(Execution(*key, open_runs.pop(key), event.at, event.kind))
     for (job, attempt, pid), started in open_runs.items():
         done[job].append(Execution(job, attempt, pid, started, None, None))

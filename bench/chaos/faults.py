@@ -30,6 +30,7 @@ ALL = frozenset({"postgres", "redis", "sqs", "pgmq"})
 SERVER_BROKERS = frozenset({"redis", "sqs"})  # a broker server apart from PostgreSQL
 NON_TRANSACTIONAL = frozenset({"redis", "sqs"})  # notices published after the commit
 VICTIM_WAIT_SECONDS = 10.0
+MID_JOB_MARGIN = 0.2  # a victim's job still has this long to run when it is hit
 STALL_SECONDS = WORKER_STALE_AFTER * 1.5 + 4 * MAINTENANCE_INTERVAL  # well past stale_after
 BLACKHOLE_SECONDS = LEASE_SECONDS * 2  # longer than the lease
 PRODUCER_DEATH_TIMEOUT = 15.0
@@ -180,17 +181,28 @@ async def _black_hole(proxies: list, seconds: float) -> None:  # type: ignore[ty
             proxy.set_mode("pass")
 
 
-async def _busy_worker(cluster: Cluster) -> tuple[Process, set[int]]:
-    """A live worker with jobs in its handler right now (the busiest one seen in time)."""
+async def _busy_worker(cluster: Cluster) -> tuple[Process, dict[int, float]]:
+    """A live worker in the middle of a job that will run a while yet (a long one, if one
+    comes within `VICTIM_WAIT_SECONDS`; else the busiest)."""
     deadline = time.monotonic() + VICTIM_WAIT_SECONDS
     while True:
         await cluster.supervise()
-        candidates = [(len(w.in_flight()), random.random(), w) for w in cluster.workers if w.alive]
-        busy = [c for c in candidates if c[0] > 0]
-        if busy or time.monotonic() > deadline:
-            _, _, victim = max(busy or candidates, key=lambda c: (c[0], c[1]))
+        soon = time.time() + MID_JOB_MARGIN
+        candidates = [
+            (
+                max(w.in_flight().values(), default=0.0) > soon,
+                len(w.in_flight()),
+                random.random(),
+                w,
+            )
+            for w in cluster.workers
+            if w.alive
+        ]
+        mid_job = [c for c in candidates if c[0]]
+        if mid_job or time.monotonic() > deadline:
+            victim = max(mid_job or candidates, key=lambda c: c[:3])[3]
             return victim, victim.in_flight()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
 
 
 FAULTS = [

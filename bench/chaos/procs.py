@@ -157,14 +157,14 @@ class Process:
         self.killed = True
         return code
 
-    def in_flight(self) -> set[int]:
-        """Jobs whose handler started in this process and has not ended."""
-        running: set[int] = set()
+    def in_flight(self) -> dict[int, float]:
+        """Jobs whose handler started in this process and has not ended: when each will."""
+        running: dict[int, float] = {}
         for event in self.events:
             if event.kind == "start":
-                running.add(event.fields[0])
-            elif event.kind in {"return", "raise"}:
-                running.discard(event.fields[0])
+                running[event.fields[0]] = event.at + event.fields[3] / 1000
+            elif event.kind in {"return", "raise", "cancel"}:
+                running.pop(event.fields[0], None)
         return running
 
     def started_since(self, moment: float) -> bool:
