@@ -4,9 +4,10 @@ Settings come from `POLYQUEUE_*` variables; `CHAOS_EVENTS` names this process's 
 one line per event, `<unix time> <kind> <fields...>`, appended with one `write` each so a
 SIGKILL loses nothing already written:
 
-- worker: `start JOB ATTEMPT PID MS` when the handler begins (to run MS milliseconds), then `return JOB ATTEMPT PID` (the
-  outcome it produced: a result `{"n", "attempt", "pid"}`), `raise JOB ATTEMPT PID` (a
-  planned transient failure) or `cancel JOB ATTEMPT PID` (the worker cancelled it);
+- worker: `start JOB ATTEMPT PID MS` when the handler begins (to run MS milliseconds), then
+  `return JOB ATTEMPT PID` (the outcome it produced: a result `{"n", "attempt", "pid"}`),
+  `raise JOB ATTEMPT PID` (a planned transient failure) or `cancel JOB ATTEMPT PID` (the
+  worker cancelled it);
 - producer: `enq JOB PID` for every id `enqueue`/`enqueue_many` returned, `enqfail COUNT TYPE`
   for a call that raised, `armed` on SIGUSR1 and `dying` just before it SIGKILLs itself.
 

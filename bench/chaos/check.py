@@ -131,6 +131,8 @@ def _judge(
         phase.lost.append(job_id)
         return
     phase.failed += row["status"] == "failed"
+    if not writes:  # the trigger saw no write finish it: the check itself is broken
+        phase.two_outcomes.append(f"job {job_id}: finished, but no finishing write was logged")
     if len(writes) > 1:
         shown = ", ".join(f"{w['status']}@{w['attempt']}" for w in writes)
         phase.two_outcomes.append(f"job {job_id}: {len(writes)} finishing writes ({shown})")

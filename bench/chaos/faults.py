@@ -190,7 +190,7 @@ async def _busy_worker(cluster: Cluster) -> tuple[Process, dict[int, float]]:
         soon = time.time() + MID_JOB_MARGIN
         candidates = [
             (
-                max(w.in_flight().values(), default=0.0) > soon,
+                max(w.in_flight().values(), default=0.0) > soon,  # still running a while
                 len(w.in_flight()),
                 random.random(),
                 w,
