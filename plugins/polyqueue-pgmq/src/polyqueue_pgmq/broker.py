@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import defaultdict
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = ["CHANNEL", "PgmqBroker"]
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "polyqueue_pgmq"
 """NOTIFY channel of every PGMQ broker; the payload is the PGMQ queue that got messages."""
@@ -77,6 +80,7 @@ class PgmqBroker(Broker):
         self._pool: asyncpg.Pool | None = None
         self._listener = Listener(url, [CHANNEL], self._on_notify, on_reconnect=self._wake)
         self._known: set[str] = set()  # PGMQ queues known to exist
+        self._tableless: set[str] = set()  # queues whose table went missing (created again)
         self._wakeup = asyncio.Event()
         self._interrupts = 0
         self._rotation = 0
@@ -184,14 +188,20 @@ class PgmqBroker(Broker):
                 )
 
     async def _ensure_queues(self, queues: set[str]) -> None:
-        """Create the PGMQ queues not known to exist (they are created outside any transaction)."""
+        """Create the PGMQ queues not known to exist (they are created outside any transaction).
+
+        A queue whose table went missing is created again even if `pgmq.meta` still lists it
+        (`pgmq.create` is idempotent).
+        """
         missing = queues - self._known
         if missing:
             async with self._require_pool().acquire() as connection:
                 rows = await connection.fetch(SQL["queue_existing"], sorted(missing))
-                for queue in sorted(missing - {row["queue_name"] for row in rows}):
+                listed = {row["queue_name"] for row in rows}
+                for queue in sorted((missing - listed) | (missing & self._tableless)):
                     await connection.execute(SQL["queue_create"], queue)
             self._known |= missing
+            self._tableless -= missing
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -227,10 +237,9 @@ class PgmqBroker(Broker):
             with self._translate():
                 async with self._require_pool().acquire() as connection:
                     for queue, polyqueue_queue in order:
-                        with self._forget_if_missing(queue):
-                            rows = await connection.fetch(
-                                SQL["message_read"], queue, self._vt, max_messages - len(deliveries)
-                            )
+                        rows = await self._read_queue(
+                            connection, queue, max_messages - len(deliveries)
+                        )
                         deliveries += [self._delivery(polyqueue_queue, row) for row in rows]
                         if len(deliveries) >= max_messages:
                             break
@@ -239,6 +248,28 @@ class PgmqBroker(Broker):
                 return []
             raise
         return deliveries
+
+    async def _read_queue(self, connection: Any, queue: str, limit: int) -> list[Any]:
+        """`pgmq.read` one queue; if what was done to its tables by hand makes it fail, repair
+        that (log it, drop the rows PGMQ cannot read, create a lost table again) and read again.
+        """
+        try:
+            rows: list[Any] = await connection.fetch(SQL["message_read"], queue, self._vt, limit)
+        except asyncpg.UndefinedTableError:
+            log.warning("PGMQ queue %r has no table (dropped by hand?): creating it again", queue)
+            await connection.execute(SQL["queue_create"], queue)
+        except asyncpg.NumericValueOutOfRangeError:
+            dropped = await connection.fetch(statement("message_delete_unreadable", queue))
+            log.warning(
+                "dropping messages %s of PGMQ queue %r: their read_ct is at the integer limit, "
+                "so pgmq.read fails on them",
+                [row["msg_id"] for row in dropped],
+                queue,
+            )
+        else:
+            return rows
+        again: list[Any] = await connection.fetch(SQL["message_read"], queue, self._vt, limit)
+        return again
 
     @property
     def _vt(self) -> int:
@@ -291,7 +322,7 @@ class PgmqBroker(Broker):
                 async with self._require_pool().acquire() as connection:
                     for queue, handles in receipts.items():
                         ids, read_counts = [h[0] for h in handles], [h[1] for h in handles]
-                        with self._forget_if_missing(queue):
+                        with self._gone_with_their_table(queue):
                             await connection.execute(
                                 statement(block, queue), ids, read_counts, *args
                             )
@@ -313,7 +344,18 @@ class PgmqBroker(Broker):
             yield
         except asyncpg.UndefinedTableError:
             self._known.discard(queue)
+            self._tableless.add(queue)
             raise
+
+    @contextlib.contextmanager
+    def _gone_with_their_table(self, queue: str) -> Iterator[None]:
+        """Settling messages of a queue whose table was dropped: they are gone already."""
+        try:
+            yield
+        except asyncpg.UndefinedTableError:
+            self._known.discard(queue)
+            self._tableless.add(queue)
+            log.warning("PGMQ queue %r has no table (dropped by hand?): messages gone", queue)
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:

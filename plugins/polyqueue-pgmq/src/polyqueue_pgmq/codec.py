@@ -6,9 +6,9 @@
 - Any other UTF-8 body becomes a JSON string, with header `{"polyqueue_encoding": "text"}`.
 - Anything else (invalid UTF-8, NUL) is base64 in a JSON string, header `"base64"`.
 
-Reading is lenient: a message with no (or an unknown) encoding header is returned as its JSON
-text, so a message put in the queue by hand reaches the worker, which drops what is not a
-notice.
+Reading is lenient and never raises: a message with no (or an unknown, or a wrong) encoding
+header, a NULL message, JSON nested deeper than Python parses, is returned as its JSON text,
+so a message put in the queue by hand reaches the worker, which drops what is not a notice.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = ["ENCODING_HEADER", "decode_body", "encode_body"]
 ENCODING_HEADER = "polyqueue_encoding"
 _TEXT = json.dumps({ENCODING_HEADER: "text"})
 _BASE64 = json.dumps({ENCODING_HEADER: "base64"})
+_UNPARSABLE = (ValueError, RecursionError)  # not JSON, or nested too deep for `json`
 
 
 def encode_body(body: bytes) -> tuple[str, str | None]:
@@ -50,7 +51,7 @@ def decode_body(message: str | None, headers: str | None) -> bytes:
             value = json.loads(text)
             if isinstance(value, str):
                 return base64.b64decode(value, validate=True)
-    except (ValueError, binascii.Error):
+    except (*_UNPARSABLE, binascii.Error):
         pass  # not what the header claims: hand the raw message over
     return text.encode("utf-8")
 
@@ -61,7 +62,7 @@ def _is_plain_json_object(text: str) -> bool:
         return False
     try:
         value = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except _UNPARSABLE:
         return False
     return isinstance(value, dict)
 
@@ -75,7 +76,7 @@ def _encoding(headers: str | None) -> str | None:
         return None
     try:
         value = json.loads(headers)
-    except ValueError:
+    except _UNPARSABLE:
         return None
     encoding = value.get(ENCODING_HEADER) if isinstance(value, dict) else None
     return encoding if isinstance(encoding, str) else None

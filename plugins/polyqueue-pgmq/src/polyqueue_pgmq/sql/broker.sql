@@ -50,6 +50,12 @@ DELETE FROM {queue_table} AS q
 USING unnest($1::bigint[], $2::integer[]) AS r (msg_id, read_ct)
 WHERE q.msg_id = r.msg_id AND q.read_ct = r.read_ct
 
+-- name: message_delete_unreadable :many
+-- Delete the messages `pgmq.read` cannot read: read_ct at the integer limit (written by hand).
+DELETE FROM {queue_table}
+WHERE read_ct >= 2147483647
+RETURNING msg_id
+
 -- name: message_archive_many :exec
 -- Move messages to the archive table, each only while its read count still matches.
 WITH archived AS (
