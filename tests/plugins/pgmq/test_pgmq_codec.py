@@ -22,6 +22,8 @@ OTHER_BODIES = [
     b'{"a": "\\u0000"}',
     b'{"a": "\\ud800"}',  # JSONB refuses a lone surrogate escape
     b'{"a": 1',
+    b"[" * 100_000,  # nested deeper than `json` parses
+    b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 ]
 
 
@@ -49,3 +51,19 @@ def test_a_lying_header_hands_over_the_raw_message() -> None:
     assert decode_body("42", '{"polyqueue_encoding": "text"}') == b"42"
     assert decode_body("[1]", "not json") == b"[1]"
     assert decode_body(None, None) == b"null"
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("message", "headers"),
+    [
+        (DEEP, '{"polyqueue_encoding": "text"}'),
+        (DEEP, '{"polyqueue_encoding": "base64"}'),
+        ('"x"', '{"polyqueue_encoding": ' + DEEP + "}"),
+        (None, '{"polyqueue_encoding": "text"}'),
+    ],
+)
+def test_garbage_stored_by_hand_decodes_to_its_json_text(message: str | None, headers: str) -> None:
+    assert decode_body(message, headers) == (message or "null").encode()
