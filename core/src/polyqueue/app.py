@@ -219,7 +219,7 @@ class Polyqueue:
             announce_channel=None if postgres_broker is None else postgres_broker.channel,
         )
         if not self._broker.capabilities.transactional_publish:
-            self._outbox = Listener(self.database_url, [outbox], self._relay)
+            self._outbox = Listener(self.database_url, [outbox], self._relay, options=store.options)
             await self._outbox.start()
 
     async def _start_embedded(self) -> str:

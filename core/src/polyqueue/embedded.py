@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from polyqueue.exceptions import ConfigurationError, DatabaseUnavailableError
 
@@ -118,14 +118,15 @@ class EmbeddedPostgres:
         """
         return self._start(self._requested_port)
 
-    def stop(self, *, force: bool = False) -> None:
-        """Stop the server (fast shutdown) if this object started it, or always with `force`."""
+    def stop(self, *, force: bool = False, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server if this object started it, or always with `force`. `fast` ends
+        sessions cleanly; `immediate` is a crash (no checkpoint, recovery at the next start)."""
         if not (self._started_here or force):
             return
         runner = _prepare(self.data_dir)
         with _locked(self.data_dir):
             if _live_port(self._pgdata) is not None:
-                self._pg_ctl_stop(runner)
+                self._pg_ctl_stop(runner, mode)
             _remove_fallback_socket_dir(self.data_dir)
         self._started_here = False
 
@@ -173,9 +174,9 @@ class EmbeddedPostgres:
         self._port_file.write_text(f"{port}\n")
         return port
 
-    def _pg_ctl_stop(self, runner: _Runner) -> None:
+    def _pg_ctl_stop(self, runner: _Runner, mode: str) -> None:
         wait = ["-w", "-t", str(_WAIT_SECONDS)]
-        code, output = runner.run("pg_ctl", "-D", self._pgdata, "-m", "fast", *wait, "stop")
+        code, output = runner.run("pg_ctl", "-D", self._pgdata, "-m", mode, *wait, "stop")
         if code != 0 and _live_port(self._pgdata) is not None:
             raise DatabaseUnavailableError(self._failure("did not stop", output))
 

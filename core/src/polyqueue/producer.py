@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from polyqueue.store import Executor, InsertedJob, JobStore
 
 __all__ = ["EnqueueOptions", "Producer"]
+
+log = logging.getLogger(__name__)
 
 _NOTIFY_CHUNK = 200  # ids per outbox notification, well under PostgreSQL's 8000-byte payload
 
@@ -139,10 +142,14 @@ class Producer:
 
     async def relay_outbox(self, payload: str) -> None:
         """Publish the notices of jobs committed in a caller's transaction."""
-        messages = [
-            notice_message(job_id, queue, priority)
-            for queue, priority, job_id in json.loads(payload)
-        ]
+        try:
+            messages = [
+                notice_message(int(job_id), str(queue), int(priority))
+                for queue, priority, job_id in json.loads(payload)
+            ]
+        except (ValueError, TypeError) as exc:  # anyone may NOTIFY the channel
+            log.warning("ignoring an outbox notification that is not one: %s", exc)
+            return
         await self._publisher.publish(messages)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from polyqueue.exceptions import PolyqueueError
 from polyqueue.notices import notice_message
+from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
     from polyqueue.broker import Broker
@@ -51,16 +52,13 @@ class Scheduler:
             self._wake.set()
 
     async def run(self) -> None:
-        """Promote due jobs forever."""
-        while True:
-            try:
-                promoted = await self.promote_due()
-            except PolyqueueError as exc:
-                log.warning("promoting scheduled jobs failed: %s", exc)
-                promoted = 0
-            if promoted == BATCH:
-                continue
-            await self._sleep_until_next()
+        """Promote due jobs forever (supervised: failures are logged and backed off)."""
+
+        async def step() -> None:
+            if await self.promote_due() < BATCH:
+                await self._sleep_until_next()
+
+        await supervise("the scheduler", step)
 
     async def _sleep_until_next(self) -> None:
         self._next_at = time.monotonic() + self._interval

@@ -37,7 +37,7 @@ async def supervise(
     until: Callable[[], bool] = lambda: False,
     backoff: Backoff | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    max_crashes: int = MAX_CRASHES,
+    max_crashes: int | None = None,
 ) -> None:
     """Run `step()` again and again until `until()` is true, surviving its failures.
 
@@ -46,6 +46,7 @@ async def supervise(
     worker passes a `sleep` that returns early. Cancellation ends the loop.
     """
     backoff = backoff or Backoff(base=0.1, cap=5.0)
+    max_crashes = max_crashes or MAX_CRASHES
     crashes = 0
     while not until():
         try:

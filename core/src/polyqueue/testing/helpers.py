@@ -42,15 +42,41 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A worker of the started `app` running in this event loop for the block.
 
-    On exit the worker stops and is joined: gracefully (in-flight jobs get the grace period)
-    or, by default, at once (a second stop skips the grace period).
+    Should the worker's task end before the block does (it crashed, or it stopped on its
+    own), the block is interrupted and the test fails at once with the reason. On exit the
+    worker stops and is joined: gracefully (in-flight jobs get the grace period) or, by
+    default, at once (a second stop skips the grace period).
     """
     worker = app.worker(**options)
+    test = asyncio.current_task()
     task = asyncio.create_task(worker.run(), name=f"test-worker-{worker.id}")
+    leaving = False
+
+    def ended(_: asyncio.Task[None]) -> None:
+        if not leaving and test is not None:
+            test.cancel("the worker task ended")
+
+    task.add_done_callback(ended)
     try:
         yield worker
+    except asyncio.CancelledError:
+        if task.done() and not leaving:
+            if test is not None:
+                test.uncancel()
+            _fail_with(task)
+        raise
     finally:
-        worker.stop()
-        if not graceful:
+        leaving = True
+        if not task.done():
             worker.stop()
-        await asyncio.wait_for(task, timeout=60)
+            if not graceful:
+                worker.stop()
+            await asyncio.wait_for(asyncio.shield(task), timeout=60)
+        elif not task.cancelled() and task.exception() is not None:
+            _fail_with(task)
+
+
+def _fail_with(task: asyncio.Task[None]) -> None:
+    error = None if task.cancelled() else task.exception()
+    reason = f"{type(error).__name__}: {error}" if error else "it returned without being stopped"
+    pytest.fail(f"the worker task ended during the test: {reason}", pytrace=False)
