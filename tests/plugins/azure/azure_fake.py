@@ -26,6 +26,7 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, ServiceBusReceivedMessage
 from azure.servicebus._pyamqp.message import Header
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 from azure.servicebus.exceptions import MessageLockLostError
 
 from polyqueue_azure.seam import Received
@@ -45,6 +46,8 @@ class Stored:
     deliveries: int = 0
     lock_token: uuid.UUID | None = None
     locked_until: float = 0.0
+    amqp_body: dict[str, Any] | None = None
+    """`AmqpAnnotatedMessage` keyword for a non-data body (`value_body=...`); else `body`."""
 
     def locked(self, now: float) -> bool:
         return self.lock_token is not None and self.locked_until > now
@@ -99,6 +102,21 @@ class FakeNamespace:
         for stored in held:
             stored.locked_until = 0.0
         return len(held)
+
+    def inject(
+        self,
+        entity: str,
+        body: bytes = b"",
+        *,
+        properties: dict[Any, Any] | None = None,
+        amqp_body: dict[str, Any] | None = None,
+    ) -> Stored:
+        """Store a message as it arrives from any AMQP producer, ready now: properties kept
+        raw (bytes that are not UTF-8 included), a value or sequence body if asked."""
+        number = next(self._sequence)
+        stored = Stored(number, body, None, properties, time.monotonic(), amqp_body=amqp_body)
+        self.queues[entity][number] = stored
+        return stored
 
     def messages(self, entity: str) -> list[Stored]:
         return sorted(self.queues[entity].values(), key=lambda s: s.sequence_number)
@@ -218,15 +236,21 @@ class FakeNamespace:
 
 
 def received_message(stored: Stored) -> ServiceBusReceivedMessage:
-    """A real `ServiceBusReceivedMessage` for `stored`, as the SDK's own tests build one."""
-    outgoing = ServiceBusMessage(
-        stored.body,
-        session_id=stored.session_id,
-        application_properties=stored.properties,
-        message_id=str(stored.sequence_number),
+    """A real `ServiceBusReceivedMessage` for `stored`, as the SDK's own tests build one.
+
+    The application properties are the stored ones as they are, as the wire delivers them
+    (the SDK's outgoing conversion would refuse bytes that are not UTF-8).
+    """
+    annotated = (
+        AmqpAnnotatedMessage(**stored.amqp_body)
+        if stored.amqp_body is not None
+        else ServiceBusMessage(
+            stored.body, session_id=stored.session_id, message_id=str(stored.sequence_number)
+        ).raw_amqp_message
     )
-    amqp = PyamqpTransport.to_outgoing_amqp_message(outgoing.raw_amqp_message)
+    amqp = PyamqpTransport.to_outgoing_amqp_message(annotated)
     amqp = amqp._replace(
+        application_properties=stored.properties,
         header=Header(delivery_count=stored.deliveries - 1),  # AMQP: prior attempts
         message_annotations={
             b"x-opt-sequence-number": stored.sequence_number,

@@ -183,11 +183,11 @@ class AzureBroker(Broker):
         if delay <= 0:
             await _all(ops.abandon(lock.received) for lock in locks)
             return
-        by_entity: defaultdict[str, list[Received]] = defaultdict(list)
-        for lock in locks:
-            by_entity[lock.received.entity].append(lock.received)
-        for entity, received in by_entity.items():
-            await ops.schedule_copies(entity, received, delay)
+        by_queue: defaultdict[tuple[str, str], list[Received]] = defaultdict(list)
+        for delivery, lock in zip(deliveries, locks, strict=True):
+            by_queue[lock.received.entity, delivery.queue].append(lock.received)
+        for (entity, queue), received in by_queue.items():
+            await ops.schedule_copies(entity, queue, received, delay)
         await _all(ops.complete(lock.received) for lock in locks)
 
     def _stop_renewing(self, deliveries: Sequence[Delivery]) -> list[Lock]:

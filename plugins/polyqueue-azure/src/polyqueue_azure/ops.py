@@ -128,10 +128,11 @@ class Operations:
             ) from exc
 
     async def schedule_copies(
-        self, entity: str, received: Sequence[Received], delay: float
+        self, entity: str, queue: str, received: Sequence[Received], delay: float
     ) -> None:
-        """Schedule a copy of each message (same body, session and properties) `delay` from now."""
-        copies = [_copy(r.message) for r in received]
+        """Schedule a copy of each message of `queue` (same body, session and properties)
+        `delay` from now."""
+        copies = [_copy(r.message, queue) for r in received]
         await self._call("schedule", self.seam.schedule, entity, copies, _utc_in(delay))
 
     # -- receiving and settling ---------------------------------------------------------------
@@ -256,17 +257,32 @@ def _fits(batch: ServiceBusMessageBatch, message: ServiceBusMessage) -> bool:
     return True
 
 
-def _copy(message: ServiceBusReceivedMessage) -> ServiceBusMessage:
-    properties: dict[str | bytes, Any] = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in (message.application_properties or {}).items()
-    }
+def _copy(message: ServiceBusReceivedMessage, queue: str) -> ServiceBusMessage:
+    """A message like `message`, of `queue`. Properties that are not UTF-8 (which the SDK
+    cannot send) are left off with a warning; `polyqueue_queue` is always `queue`."""
+    properties: dict[str | bytes, Any] = {}
+    for key, value in (message.application_properties or {}).items():
+        try:
+            properties[_text(key)] = _text(value)
+        except UnicodeDecodeError:
+            log.warning(
+                "message %s: application property %r=%r is not UTF-8, left off its copy",
+                message.sequence_number,
+                key,
+                value,
+            )
+    properties[QUEUE_PROPERTY] = queue
     return ServiceBusMessage(
         body_of(message),
         content_type="application/json",
         application_properties=properties,
         session_id=message.session_id,
     )
+
+
+def _text(value: Any) -> Any:
+    """`value`, decoded if it is bytes (`UnicodeDecodeError` if they are not UTF-8)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _utc_in(seconds: float) -> dt.datetime:
