@@ -162,17 +162,26 @@ def _extras(
         repeated = [r for r in repeated if (r.attempt, r.pid) != owner]
     else:
         repeated = repeated[:-1]
-    return [_cause(r, incidents) for r in repeated]
+    return [_cause(r, _next_start(r, runs), incidents) for r in repeated]
 
 
-def _cause(run: Execution, incidents: list[Incident]) -> tuple[str, str | None]:
-    """The incident that overlapped `run` and hit its process, if any: one aimed at that very
-    process first (a SIGKILL, a SIGSTOP), else the first one that hit every process."""
+def _next_start(run: Execution, runs: list[Execution]) -> float | None:
+    """When the job next started: until then `run`'s outcome was still unsettled (its handler
+    may have returned, with the worker killed or stopped before the outcome committed)."""
+    return min((r.started for r in runs if r.started > run.started), default=None)
+
+
+def _cause(
+    run: Execution, settled: float | None, incidents: list[Incident]
+) -> tuple[str, str | None]:
+    """The incident that hit `run`'s process between its start and the job's next start, if
+    any: one aimed at that very process first (a SIGKILL, a SIGSTOP), else the first one that
+    hit every process."""
     candidates = []
     for incident in incidents:
         hit = not incident.pids or run.pid in incident.pids
         ended = incident.recovered or incident.ended
-        overlaps = run.started <= ended and (run.ended is None or run.ended >= incident.began)
+        overlaps = run.started <= ended and (settled is None or settled >= incident.began)
         if hit and overlaps:
             candidates.append((bool(incident.pids), -incident.began, incident))
     if not candidates:
