@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
+from polyqueue import DatabaseUnavailableError
 from polyqueue.job import Outcome
 from polyqueue.maintenance import Maintenance, MaintenanceReport
 from polyqueue.notices import decode_notice
@@ -604,3 +605,36 @@ async def test_concurrent_rounds_on_two_apps_never_double_apply(make_app, db) ->
             )
             assert [r["reclaims"] for r in reclaims] == [1, 1, 1]
             assert await drain_notices(apps[0]) == sorted([*ids, stale])
+
+
+async def test_after_its_own_outage_maintenance_waits_before_reaping(
+    make_app, db, monkeypatch
+) -> None:
+    """A round that failed means the database was out of reach: the other workers could
+    not heartbeat either. Reaping waits `worker_stale_after` so they can, instead of all
+    being declared dead at once; a worker that stays silent is reaped after that."""
+    app = build_app(make_app, worker_stale_after=1, maintenance_interval=0.05)
+    calls: list[bool] = []
+    run_once = Maintenance.run_once
+
+    async def spy(self: Maintenance, now: Any = None, *, recover: bool = True) -> Any:
+        calls.append(recover)
+        if len(calls) == 1:
+            raise DatabaseUnavailableError("the database is away")
+        return await run_once(self, now, recover=recover)
+
+    monkeypatch.setattr(Maintenance, "run_once", spy)
+    async with app:
+        silent = await register_worker(app, "silent")
+        await silence(db, silent)
+        rounds = asyncio.create_task(Maintenance(app).run())
+        try:
+
+            async def reaped() -> bool:
+                return await worker_status(db, silent) == "dead"
+
+            await eventually(reaped, timeout=30)
+        finally:
+            rounds.cancel()
+    assert calls[1] is False  # the first round after the failure left the workers alone
+    assert calls[-1] is True

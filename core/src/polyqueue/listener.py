@@ -92,8 +92,13 @@ class Listener:
         while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), self._check_interval)
+            if self._is_closed():
+                return
             if self._lost.is_set() or not await self._answers():
                 await self._reconnect()
+
+    def _is_closed(self) -> bool:
+        return self._closed
 
     async def _answers(self) -> bool:
         connection = self._connection

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -54,20 +56,36 @@ class Maintenance:
 
     def __init__(self, app: Polyqueue) -> None:
         self._app = app
+        self._last_failure = -math.inf  # monotonic time of the last round that failed
 
     async def run(self) -> None:
         """Lead or skip a round, then wait for the next, forever (supervised: a failed
-        round is logged and the next one comes after a backoff)."""
-        interval = self._app.settings.maintenance_interval
+        round is logged and the next one comes after a backoff).
+
+        After a round failed (the database was out of reach from here, so most likely from
+        the other workers too), reaping and reclaiming wait `worker_stale_after` seconds:
+        the workers get the time to heartbeat again instead of all being declared dead at
+        once and their jobs run twice.
+        """
+        settings = self._app.settings
 
         async def step() -> None:
-            _log_report(await self.run_once())
-            await asyncio.sleep(interval)
+            recover = time.monotonic() - self._last_failure >= settings.worker_stale_after
+            try:
+                report = await self.run_once(recover=recover)
+            except Exception:
+                self._last_failure = time.monotonic()
+                raise
+            _log_report(report)
+            await asyncio.sleep(settings.maintenance_interval)
 
         await supervise("maintenance", step)
 
-    async def run_once(self, now: datetime | None = None) -> MaintenanceReport:
-        """One round; `now` overrides the clock for cron (tests)."""
+    async def run_once(
+        self, now: datetime | None = None, *, recover: bool = True
+    ) -> MaintenanceReport:
+        """One round; `now` overrides the clock for cron (tests). Without `recover`, silent
+        workers are not reaped nor their jobs reclaimed in this round."""
         app, store = self._app, self._app.store
         report = MaintenanceReport()
         messages: list[Message] = []
@@ -77,7 +95,8 @@ class Maintenance:
             report.leader = True
             idle_timeout = max(5.0, 2 * app.settings.maintenance_interval)
             await store.maintenance_guard(idle_timeout, connection)
-            messages += await self._recover(connection, report)
+            if recover:
+                messages += await self._recover(connection, report)
             messages += await self._republish(connection, report)
             report.pruned = await self._prune(connection)
             report.pruned_workers = await app.store.worker_prune(

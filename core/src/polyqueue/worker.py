@@ -489,7 +489,11 @@ class Worker:
             self._stop_job(job_id, "shutdown")
         self._writer.close()
         flush_ends = max(grace_ends, loop.time() + FLUSH_MINIMUM_SECONDS)
-        await self._wait_forced([*(r.task for r in self._running.values()), writer], flush_ends)
+        last = [*(r.task for r in self._running.values()), writer]
+        if self._forced.is_set():  # a second signal: the flush gets its minimum, no more
+            await asyncio.wait(last, timeout=FLUSH_MINIMUM_SECONDS)
+        else:
+            await self._wait_forced(last, flush_ends)
         if not writer.done():
             log.error(
                 "worker %s: %d outcomes could not be stored in time; their jobs will be"
