@@ -73,6 +73,13 @@ class AzureBroker(Broker):
         self._ops: Operations | None = None
         self._closed = asyncio.Event()
         self._receiving: set[asyncio.Task[list[Received]]] = set()
+        self._parked: defaultdict[str, list[asyncio.Task[list[Received]]]] = defaultdict(list)
+        """Per queue, receive calls an `interrupt()` left running: the next receive takes
+        what they bring."""
+        self._held: defaultdict[str, list[Received]] = defaultdict(list)
+        """Per queue, messages received beyond what the receive that took them asked for."""
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._interrupts = 0
         self._renewing: set[Lock] = set()
         self._rotation = 0
 
@@ -100,6 +107,8 @@ class AzureBroker(Broker):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._renewing.clear()
+        self._parked.clear()
+        self._held.clear()  # their locks run out: Service Bus delivers them again
         ops, self._ops = self._ops, None
         if ops is not None:
             await ops.seam.close()
@@ -124,15 +133,25 @@ class AzureBroker(Broker):
         """Peek-lock messages, visiting `queues` in turn until some arrive or time is up."""
         ops = self._require()
         deadline = time.monotonic() + wait_seconds
+        interrupts = self._interrupts
         while queues and max_messages > 0 and not self._closed.is_set():
             for queue in self._rotated(queues):
                 wait = self._wait_slice(deadline, len(queues))
                 received = await self._receive_one(ops, queue, max_messages, wait)
-                if received or self._closed.is_set():
+                if received or self._closed.is_set() or interrupts != self._interrupts:
                     return [self._delivery(queue, item) for item in received]
             if time.monotonic() >= deadline:
                 break
         return []
+
+    def interrupt(self) -> None:
+        """Receives waiting now return `[]`; their Service Bus calls go on, and the next
+        receive of each queue takes what they bring (nothing waits for a lock to run out)."""
+        self._interrupts += 1
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _rotated(self, queues: Sequence[str]) -> list[str]:
         """`queues`, starting one further each call, so no queue starves the others."""
@@ -146,11 +165,17 @@ class AzureBroker(Broker):
     async def _receive_one(
         self, ops: Operations, queue: str, max_messages: int, wait: float
     ) -> list[Received]:
-        """One receive call; `close()` cancels it, and then it returns nothing."""
-        task = asyncio.create_task(ops.receive(queue, max_messages, wait))
-        self._receiving.add(task)
+        """One receive call (or what an interrupted one brought); `close()` cancels it, and
+        then it returns nothing; `interrupt()` leaves it running, and then returns nothing."""
+        if held := self._take_held(queue, max_messages):
+            return held
+        parked = self._parked[queue]
+        task = parked.pop(0) if parked else self._start_receive(ops, queue, max_messages, wait)
+        if not await self._done_unless_interrupted(task):
+            parked.append(task)
+            return []
         try:
-            return await task
+            received = task.result()
         except asyncio.CancelledError:
             if self._closed.is_set() and not _cancelling():
                 return []
@@ -159,8 +184,38 @@ class AzureBroker(Broker):
             if self._closed.is_set():
                 return []
             raise
+        if len(received) > max_messages:
+            self._held[queue] += received[max_messages:]
+        return received[:max_messages]
+
+    def _start_receive(
+        self, ops: Operations, queue: str, max_messages: int, wait: float
+    ) -> asyncio.Task[list[Received]]:
+        task = asyncio.create_task(ops.receive(queue, max_messages, wait))
+        self._receiving.add(task)
+        task.add_done_callback(self._receiving.discard)
+        return task
+
+    async def _done_unless_interrupted(self, task: asyncio.Task[list[Received]]) -> bool:
+        """Wait for `task`, or for an `interrupt()`; whether `task` is done."""
+        woken = asyncio.get_running_loop().create_future()
+        self._waiters.add(woken)
+        try:
+            await asyncio.wait({task, woken}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # the receive itself was cancelled: so is its call
+            raise
         finally:
-            self._receiving.discard(task)
+            self._waiters.discard(woken)
+        return task.done()
+
+    def _take_held(self, queue: str, max_messages: int) -> list[Received]:
+        """Up to `max_messages` held messages of `queue` whose lock has not run out (the
+        others Service Bus delivers again)."""
+        held = [r for r in self._held.pop(queue, []) if _still_locked(r)]
+        if len(held) > max_messages:
+            self._held[queue] = held[max_messages:]
+        return held[:max_messages]
 
     def _delivery(self, queue: str, received: Received) -> Delivery:
         from polyqueue_azure.ops import body_of  # noqa: PLC0415  (lazy SDK import)
@@ -244,6 +299,11 @@ def _lock_of(delivery: Delivery) -> Lock:
     if not isinstance(handle, Lock):
         raise TypeError(f"not a delivery of the azure broker: {delivery!r}")
     return handle
+
+
+def _still_locked(received: Received) -> bool:
+    locked_until = received.message.locked_until_utc
+    return locked_until is None or _seconds_until(locked_until) > 0  # None: a session's lock
 
 
 def _seconds_until(moment: dt.datetime | None) -> float:
