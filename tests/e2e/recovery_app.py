@@ -75,6 +75,11 @@ def register_handlers(app: Polyqueue) -> None:
 
         return block
 
+    @app.register("recovery.stuck_sync", queue=QUEUE, max_attempts=3)
+    def stuck_sync(payload: Block) -> None:
+        """A sync handler stuck in its thread, deaf to cancellation (a C call, a lock)."""
+        block_until(Path(payload.release_file))
+
     for strategy in ("fail", "retry"):
         app.register(
             f"recovery.block_{strategy}",
@@ -85,7 +90,21 @@ def register_handlers(app: Polyqueue) -> None:
         )(blocking(strategy))
 
 
+def break_the_scheduler() -> None:
+    """Make the scheduler's loop crash at every step (and give up after three crashes)."""
+    from polyqueue import supervision  # noqa: PLC0415
+    from polyqueue.scheduler import Scheduler  # noqa: PLC0415
+
+    async def broken(self: Scheduler) -> int:
+        raise RuntimeError("the scheduler is broken on purpose")
+
+    Scheduler.promote_due = broken  # type: ignore[method-assign]
+    supervision.MAX_CRASHES = 3
+
+
 if __name__ == "__main__":
+    if os.environ.get("POLYQUEUE_TEST_BREAK_SCHEDULER"):
+        break_the_scheduler()
     worker_app = Polyqueue()
     register_handlers(worker_app)
     polyqueue.main(worker_app)

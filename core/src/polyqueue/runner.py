@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import TYPE_CHECKING
 
+from polyqueue.exceptions import WorkerLoopError
 from polyqueue.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -26,7 +28,10 @@ def main(
     """Start `app`, run a worker until SIGTERM/SIGINT, and close everything cleanly.
 
     Logging goes to stderr at `log_level` (default: the `log_level` setting), as text or
-    JSON lines per the `log_format` setting, with the job's fields on every line.
+    JSON lines per the `log_format` setting, with the job's fields on every line. If one of
+    the worker's loops kept crashing (`WorkerLoopError`, logged with its traceback), the
+    process exits with status 1 once the worker has stopped, so that its supervisor
+    (systemd, Kubernetes, supervisord) starts a fresh one.
     """
     configure_logging(log_level or app.settings.log_level, app.settings.log_format)
     if metrics is not None:
@@ -36,4 +41,7 @@ def main(
         async with app:
             await app.run_worker(queues=queues, concurrency=concurrency)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except WorkerLoopError:
+        sys.exit(1)  # already logged, traceback included
