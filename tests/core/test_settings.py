@@ -86,3 +86,47 @@ def test_an_unprefixed_variable_is_not_read(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_misspelt_keyword_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"unknown setting\(s\): databse_url"):
         Polyqueue(databse_url="postgresql://localhost/x")
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        (
+            {"worker_stale_after": 4, "heartbeat_interval": 5},
+            ["POLYQUEUE_WORKER_STALE_AFTER (4)", "POLYQUEUE_HEARTBEAT_INTERVAL (5)"],
+        ),
+        (
+            {"worker_stale_after": 5, "heartbeat_interval": 5},
+            ["POLYQUEUE_WORKER_STALE_AFTER (5)", "POLYQUEUE_HEARTBEAT_INTERVAL (5)"],
+        ),
+        (
+            {"lease_seconds": 3, "heartbeat_interval": 5, "worker_stale_after": 30},
+            ["POLYQUEUE_LEASE_SECONDS (3)", "POLYQUEUE_HEARTBEAT_INTERVAL (5)"],
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other_are_refused_naming_both(
+    settings: dict[str, float], names: list[str]
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(**settings)
+    message = str(raised.value)
+    assert all(name in message for name in names), message
+    assert "must be greater than" in message
+
+
+def test_contradicting_environment_variables_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYQUEUE_DATABASE_URL", "postgresql://user:hunter2@db.example/jobs")
+    monkeypatch.setenv("POLYQUEUE_HEARTBEAT_INTERVAL", "5")
+    monkeypatch.setenv("POLYQUEUE_WORKER_STALE_AFTER", "4")
+    with pytest.raises(ConfigurationError, match="POLYQUEUE_WORKER_STALE_AFTER") as raised:
+        Polyqueue()
+    assert "hunter2" not in str(raised.value)
+
+
+def test_timeouts_and_keepalives_have_sane_defaults() -> None:
+    settings = load_settings()
+    assert settings.statement_timeout == 30.0
+    assert settings.tcp_keepalive_seconds == 10.0
+    assert settings.worker_stale_after > settings.heartbeat_interval
+    assert load_settings(statement_timeout=None).statement_timeout is None
