@@ -1,7 +1,8 @@
 """`Cluster`: three worker processes and a producer on one backend, and what befell them.
 
 Every process reaches PostgreSQL, and its broker when that is a server of its own, through a
-`Proxy` of its own, so a fault can black-hole one worker or all of them. A process that exits
+`FaultProxy` (`polyqueue.testing.proxy`) of its own, so a fault can black-hole one worker or
+all of them. A process that exits
 without the runner killing it is recorded as a death and replaced, as a supervisor would, so
 the run goes on and every later fault is still measured.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from chaos.procs import Process, worker_environment
-from chaos.proxy import Proxy
+from polyqueue.testing.proxy import FaultProxy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,12 +118,12 @@ class Cluster:
         self.producer = await self._spawn("producer")
 
     async def _spawn(self, role: str) -> Process:
-        pg_proxy = Proxy(self.postgres.port)
+        pg_proxy = FaultProxy(self.postgres.port)
         await pg_proxy.start()
         broker_proxy = None
         upstream = self._broker_port()
         if upstream is not None:
-            broker_proxy = Proxy(upstream)
+            broker_proxy = FaultProxy(upstream)
             await broker_proxy.start()
         process = Process(role, next(self._numbers), self.folder, pg_proxy, broker_proxy)
         await process.spawn(self._environment(process))
@@ -195,7 +196,7 @@ class Cluster:
     def every_process(self) -> list[Process]:
         return [*self.retired, *self.everyone]
 
-    def proxies(self, kind: str, processes: list[Process] | None = None) -> list[Proxy]:
+    def proxies(self, kind: str, processes: list[Process] | None = None) -> list[FaultProxy]:
         """The `pg` or `broker` proxies of `processes` (default: every live one)."""
         chosen = self.everyone if processes is None else processes
         if kind == "pg":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from chaos.proxy import Proxy
+    from polyqueue.testing.proxy import FaultProxy
 
 __all__ = ["Event", "Process", "read_events"]
 
@@ -57,8 +57,8 @@ class Process:
     role: str  # "worker" | "producer"
     index: int
     folder: Path
-    pg_proxy: Proxy
-    broker_proxy: Proxy | None
+    pg_proxy: FaultProxy
+    broker_proxy: FaultProxy | None
     process: asyncio.subprocess.Process | None = None
     killed: bool = False  # by the runner: not a death
     started_at: float = 0.0
@@ -87,7 +87,7 @@ class Process:
         return self.folder / f"{self.name}.log"
 
     @property
-    def proxies(self) -> list[Proxy]:
+    def proxies(self) -> list[FaultProxy]:
         return [p for p in (self.pg_proxy, self.broker_proxy) if p is not None]
 
     async def spawn(self, env: Mapping[str, str]) -> None:

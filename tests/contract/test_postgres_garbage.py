@@ -105,11 +105,6 @@ async def test_a_worker_drops_garbage_rows_and_runs_the_job_behind_them(
     assert sum("not a notice" in message for message in warned) >= 7
 
 
-@pytest.mark.xfail(
-    reason="job_claim_notices (sql/queries.sql) still bumps deliveries without wrapping: "
-    "'integer out of range' on every claim blocks the queue (message_receive wraps)",
-    strict=True,
-)
 async def test_a_worker_goes_past_a_row_at_the_receipt_counter_limit(
     make_app, db: asyncpg.Connection
 ) -> None:

@@ -105,7 +105,7 @@ RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS 
 -- transition: queued -> running
 WITH leased AS (
     UPDATE {schema}.broker_messages AS m
-    SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries + 1
+    SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries % 2147483647 + 1
     WHERE m.id IN (
         SELECT ready.id
         FROM unnest($1::text[]) AS q(name)
