@@ -12,6 +12,7 @@ import pytest
 from pgmq_support import count_messages, queue_table
 
 from polyqueue import BrokerError, Message
+from polyqueue.notices import decode_notice, encode_notice
 from polyqueue.testing.contract import receive_until
 from polyqueue_pgmq import PgmqBroker
 
@@ -172,3 +173,16 @@ async def test_a_queue_dropped_by_hand_is_created_again(
         await broker.publish([Message(QUEUE, b"lost")])
     await broker.publish([Message(QUEUE, b"two")])
     assert [d.body for d in await receive_until(broker, [QUEUE], 1)] == [b"two"]
+
+
+async def test_unheld_names_the_notices_the_queue_no_longer_holds(broker: PgmqBroker) -> None:
+    """What the republisher asks before it rings again: a notice still in the queue (even
+    leased) is held; an acked one, one never sent, and one of a queue without a table are
+    not."""
+    kept, acked, never = (Message(QUEUE, encode_notice(n)) for n in (1, 2, 3))
+    elsewhere = Message("nowhere", encode_notice(4))
+    await broker.publish([kept, acked])
+    deliveries = await receive_until(broker, [QUEUE], 2)
+    await broker.ack([d for d in deliveries if decode_notice(d.body) == 2])
+    assert await broker.unheld([kept, acked, never, elsewhere]) == [acked, never, elsewhere]
+    assert await broker.unheld([]) == []

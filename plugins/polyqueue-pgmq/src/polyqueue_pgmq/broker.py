@@ -21,7 +21,9 @@ from polyqueue.exceptions import (
     UnsupportedCapabilityError,
 )
 from polyqueue.listener import Listener
-from polyqueue.store import CONNECTION_ERRORS, describe_url
+from polyqueue.pgconnect import ConnectionOptions
+from polyqueue.store import describe_url
+from polyqueue.store_errors import translate_errors
 from polyqueue_pgmq.codec import decode_body, encode_body
 from polyqueue_pgmq.install import install
 from polyqueue_pgmq.settings import ENV_PREFIX, load_pgmq_settings
@@ -67,6 +69,7 @@ class PgmqBroker(Broker):
         poll_interval: float = 1.0,
         pool_max_size: int = 4,
         transactional: bool = True,
+        options: ConnectionOptions | None = None,
     ) -> None:
         super().__init__(lease_seconds=lease_seconds)
         if not transactional:  # PGMQ in another database than the jobs: no shared transaction
@@ -78,7 +81,10 @@ class PgmqBroker(Broker):
         self._poll_interval = poll_interval
         self._pool_max_size = pool_max_size
         self._pool: asyncpg.Pool | None = None
-        self._listener = Listener(url, [CHANNEL], self._on_notify, on_reconnect=self._wake)
+        self._options = options or ConnectionOptions()
+        self._listener = Listener(
+            url, [CHANNEL], self._on_notify, on_reconnect=self._wake, options=self._options
+        )
         self._known: set[str] = set()  # PGMQ queues known to exist
         self._tableless: set[str] = set()  # queues whose table went missing (created again)
         self._wakeup = asyncio.Event()
@@ -100,6 +106,7 @@ class PgmqBroker(Broker):
             poll_interval=settings.poll_interval,
             pool_max_size=settings.pool_max_size,
             transactional=url == environment.database_url,
+            options=ConnectionOptions.from_settings(environment.settings),
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -109,7 +116,10 @@ class PgmqBroker(Broker):
         try:
             with self._translate():
                 self._pool = await asyncpg.create_pool(
-                    self._url, min_size=1, max_size=self._pool_max_size, timeout=10
+                    self._url,
+                    min_size=1,
+                    max_size=self._pool_max_size,
+                    **self._options.pool_arguments(),
                 )
                 await self._check_pgmq()
                 await self._listener.start()
@@ -138,8 +148,10 @@ class PgmqBroker(Broker):
         await self._listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            try:
                 await asyncio.wait_for(pool.close(), timeout=5)
+            except Exception:
+                pool.terminate()
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -165,6 +177,26 @@ class PgmqBroker(Broker):
             with self._translate():
                 await self._ensure_queues({queue for queue, _, _ in batches})
                 await self._send(connection, batches)
+
+    async def unheld(self, messages: Sequence[Message]) -> list[Message]:
+        """The messages their queue's table does not hold (any more): the republisher rings
+        only for those."""
+        groups: dict[str, dict[str, Message]] = defaultdict(dict)
+        for message in messages:
+            text, headers = encode_body(message.body)
+            if headers is None:  # stored as is (every notice): comparable as JSONB
+                groups[self._pgmq_name(message.queue)][text] = message
+        held: set[Message] = set()
+        if groups:
+            with self._translate():
+                async with self._require_pool().acquire() as connection:
+                    for queue, by_text in groups.items():
+                        with self._gone_with_their_table(queue):
+                            rows = await connection.fetch(
+                                statement("message_held", queue), list(by_text)
+                            )
+                            held.update(by_text[row["message"]] for row in rows)
+        return [message for message in messages if message not in held]
 
     def _batches(self, messages: Sequence[Message]) -> list[tuple[str, float, list[Message]]]:
         groups: dict[tuple[str, float], list[Message]] = defaultdict(list)
@@ -357,14 +389,12 @@ class PgmqBroker(Broker):
             self._tableless.add(queue)
             log.warning("PGMQ queue %r has no table (dropped by hand?): messages gone", queue)
 
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except CONNECTION_ERRORS as exc:
-            raise BrokerUnavailableError(f"pgmq broker: {exc}", broker=self.name) from exc
-        except asyncpg.PostgresError as exc:
-            raise BrokerError(f"pgmq broker: {exc}", broker=self.name) from exc
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
+        return translate_errors(
+            "pgmq broker",
+            unavailable=lambda message: BrokerUnavailableError(message, broker=self.name),
+            refused=lambda message: BrokerError(message, broker=self.name),
+        )
 
 
 def _missing_message(url: str, available: bool) -> str:

@@ -77,3 +77,9 @@ WHERE q.msg_id = r.msg_id AND q.read_ct = r.read_ct
 -- name: queue_notify :exec
 -- Wake the receivers waiting on this broker's channel (payload: the PGMQ queue name).
 SELECT pg_notify($1, $2)
+
+-- name: message_held :many
+-- Which of these message texts ($1) one queue still holds (sent and not yet deleted).
+SELECT w.message
+FROM unnest($1::text[]) AS w(message)
+WHERE EXISTS (SELECT 1 FROM {queue_table} AS q WHERE q.message = w.message::jsonb)
