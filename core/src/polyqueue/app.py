@@ -231,7 +231,13 @@ class Polyqueue:
     def _relay(self, _channel: str, payload: str) -> None:
         task = asyncio.get_running_loop().create_task(self.producer.relay_outbox(payload))
         self._relays.add(task)
-        task.add_done_callback(self._relays.discard)
+        task.add_done_callback(self._relay_done)
+
+    def _relay_done(self, task: asyncio.Task[None]) -> None:
+        self._relays.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The jobs are committed: the republisher rings for them if this relay failed.
+            log.error("relaying outbox notices failed", exc_info=exc)
 
     async def close(self) -> None:
         """Stop this app's workers, then close the broker, the store and the embedded server."""

@@ -53,6 +53,9 @@ class NoticePublisher:
         except PolyqueueError as exc:
             log.warning("publishing %d notices failed, will retry: %s", len(messages), exc)
             self._keep(messages)
+        except Exception:  # a broker's bug: the jobs are committed, their notices must follow
+            log.exception("publishing %d notices failed, will retry", len(messages))
+            self._keep(messages)
 
     def _keep(self, messages: Sequence[Message]) -> None:
         room = MAX_BUFFERED - len(self._buffer)
@@ -73,6 +76,9 @@ class NoticePublisher:
                 await self._broker.publish(batch)
             except PolyqueueError as exc:
                 log.info("broker still unavailable for %d notices: %s", len(self._buffer), exc)
+                continue
+            except Exception:  # a broker's bug must not end the retries: the notices wait
+                log.exception("publishing %d buffered notices failed", len(batch))
                 continue
             del self._buffer[: len(batch)]
             backoff.reset()
