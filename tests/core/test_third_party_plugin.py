@@ -70,6 +70,7 @@ asyncio.run(main())
 CONTRACT_TESTS = """\
 import pytest
 
+from polyqueue import Message
 from polyqueue.testing.contract import BrokerContract
 from polyqueue_example import ExampleBroker
 
@@ -79,6 +80,9 @@ class TestExampleBroker(BrokerContract):
     async def broker(self):
         async with ExampleBroker(lease_seconds=1.0) as broker:
             yield broker
+
+    async def inject_raw(self, broker, queue, body):
+        await broker.publish([Message(queue, body)])  # its storage holds what publish gets
 """
 
 
