@@ -18,6 +18,7 @@ from polyqueue_sqs.entries import (
     MAX_VISIBILITY_SECONDS,
     batches,
     long_poll_seconds,
+    received_body,
     send_entry,
     whole_seconds,
 )
@@ -219,15 +220,20 @@ class SqsBroker(Broker):
         if not messages and wait == 0:
             await asyncio.sleep(min(SHORT_POLL_PAUSE, max(deadline - replied, 0.0)))
         since = max(sent, replied - RECEIVE_SLACK)
-        return [
-            Delivery(
-                self,
-                queue,
-                message["Body"].encode("utf-8"),
-                Receipt(message["ReceiptHandle"], since + self._visibility, since),
-            )
-            for message in messages
-        ]
+        deliveries = (self._delivery(queue, message, since) for message in messages)
+        return [delivery for delivery in deliveries if delivery is not None]
+
+    def _delivery(self, queue: str, message: dict[str, Any], since: float) -> Delivery | None:
+        """A received message as a delivery, invisible from `since`; `None` without a receipt
+        handle (nothing could settle it). Its body is never checked here: the core drops
+        (acks) what is no notice. Message attributes are never asked for, so none can break
+        a receive."""
+        handle = message.get("ReceiptHandle")
+        if not isinstance(handle, str) or not handle:
+            log.warning("skipping a message of SQS queue %r without a receipt handle", queue)
+            return None
+        receipt = Receipt(handle, since + self._visibility, since)
+        return Delivery(self, queue, received_body(message), receipt)
 
     def _recent_intake(self, now: float) -> int:
         """Deliveries that receives returned during the last hold period."""

@@ -1,4 +1,5 @@
-"""Pure helpers: SQS queue names, batches of ten, send entries, whole-second timeouts."""
+"""Pure helpers: SQS queue names, batches of ten, send entries, received bodies, whole-second
+timeouts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from polyqueue.exceptions import BrokerError, UnsupportedCapabilityError
 from polyqueue.notices import InvalidNoticeError, decode_notice
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from polyqueue.broker import Message
     from polyqueue_sqs.settings import SqsBrokerSettings
@@ -23,6 +24,7 @@ __all__ = [
     "MAX_VISIBILITY_SECONDS",
     "batches",
     "long_poll_seconds",
+    "received_body",
     "send_entry",
     "sqs_queue_name",
     "whole_seconds",
@@ -88,6 +90,21 @@ def send_entry(index: int, message: Message, settings: SqsBrokerSettings) -> dic
             )
         entry["DelaySeconds"] = whole_seconds(message.delay, MAX_DELAY_SECONDS)
     return entry
+
+
+def received_body(message: Mapping[str, Any]) -> bytes:
+    """The body of a received SQS message as bytes, whatever the message holds.
+
+    Bodies are text. Text that UTF-8 cannot encode (a lone surrogate, which SQS refuses but a
+    look-alike endpoint may keep) keeps its code points (`surrogatepass`), and a body that is
+    missing or not text reads as `b""`. Either way the core gets bytes that are no notice, logs
+    the message and drops (deletes) it: one such message never fails a receive, nor the
+    messages received with it.
+    """
+    body = message.get("Body")
+    if not isinstance(body, str):
+        return b""
+    return body.encode("utf-8", "surrogatepass")
 
 
 def _group_id(message: Message, settings: SqsBrokerSettings) -> str:
