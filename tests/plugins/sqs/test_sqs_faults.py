@@ -110,8 +110,10 @@ async def _none_pending(app: Polyqueue) -> bool:
 async def test_visibility_expiring_mid_job_does_not_run_it_twice(
     make_app, sqs_env: str, monkeypatch, caplog
 ) -> None:
-    monkeypatch.setenv("POLYQUEUE_SQS_VISIBILITY_TIMEOUT", "1")
-    slow = {"heartbeat_interval": 30.0}  # no visibility extension while the job holds
+    monkeypatch.setenv("POLYQUEUE_SQS_VISIBILITY_TIMEOUT", "1")  # SQS's, whatever the lease
+    # No heartbeat, so no visibility extension, while the job holds; the lease and the stale
+    # limit must exceed the heartbeat interval (the settings refuse anything else).
+    slow = {"heartbeat_interval": 30.0, "lease_seconds": 60.0, "worker_stale_after": 90.0}
     first, runs = counting_app(make_app, hold=4.0, **slow)
     second, second_runs = counting_app(make_app, hold=4.0, **slow)
     runs_total = collections.Counter[int]()
