@@ -1,4 +1,4 @@
-"""Sets up .venv and runs the demo, the tests or the linters: `python3 dev.py demo|test|lint`."""
+"""Sets up .venv and runs the demo, the tests, the linters or a build: `python3 dev.py COMMAND`."""
 
 from __future__ import annotations
 
@@ -30,12 +30,15 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   demo [ARGS]   run `polyqueue demo ARGS` (installs polyqueue[embedded] into .venv)
   test [ARGS]   run `pytest ARGS` (installs core, every plugin and the dev tools)
   lint          run ruff check, ruff format --check and mypy
+  build [--out DIR]
+                write wheels of core and every plugin to DIR (default: dist/), so that
+                `pip install --find-links dist 'polyqueue[redis]'` resolves the extras there
 """
 
 
 def main(argv: list[str]) -> int:
     """Run the command named by `argv[0]`, setting up .venv first; return an exit code."""
-    commands = {"demo": demo, "test": test, "lint": lint}
+    commands = {"demo": demo, "test": test, "lint": lint, "build": build}
     if not argv or argv[0] not in commands:
         print(USAGE, end="", file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"], ["help"]) else 2
@@ -60,6 +63,26 @@ def lint(args: list[str]) -> int:
     return max(run([str(PYTHON), "-m", *linter]) for linter in LINTERS)
 
 
+def build(args: list[str]) -> int:
+    """Build a wheel of core and of every plugin into dist/ (or `--out DIR`)."""
+    if not (args == [] or (len(args) == 2 and args[0] == "--out")):  # noqa: PLR2004
+        print("usage: python3 dev.py build [--out DIR]", file=sys.stderr)
+        return 2
+    out = Path(args[1]).resolve() if args else ROOT / "dist"
+    ensure_build_tools()
+    projects = packages(full=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("polyqueue*.whl"):  # wheels of an older version would linger
+        stale.unlink()
+    print(f"building {len(projects)} wheels into {out} ...")
+    wheel = ["wheel", *PIP, "--no-deps", "--no-build-isolation", "--wheel-dir", str(out)]
+    code = run([str(PYTHON), "-m", "pip", *wheel, *map(str, projects)])
+    if code == 0:
+        for built in sorted(out.glob("polyqueue*.whl")):
+            print(f"  {built.name}")
+    return code
+
+
 # --- .venv -------------------------------------------------------------------------------
 
 
@@ -80,6 +103,29 @@ def ensure_venv(*, full: bool) -> None:
     stamp[key] = digest
     if full:  # a full install includes everything the demo needs
         stamp["demo"] = fingerprint(packages(full=False), [])
+    STAMP.write_text(json.dumps(stamp, indent=2) + "\n")
+
+
+def ensure_build_tools() -> None:
+    """Create .venv if needed and install every project's `[build-system] requires`."""
+    if not PYTHON.exists():
+        create_venv()
+    requires = sorted(
+        {
+            requirement
+            for project in packages(full=True)
+            for requirement in tomllib.loads((project / "pyproject.toml").read_text())[
+                "build-system"
+            ]["requires"]
+        }
+    )
+    digest = fingerprint([], requires)
+    stamp = read_stamp()
+    if stamp.get("build") == digest:
+        return
+    print(f"installing the build backend ({', '.join(requires)}) into .venv ...")
+    check([str(PYTHON), "-m", "pip", "install", *PIP, *requires])
+    stamp["build"] = digest
     STAMP.write_text(json.dumps(stamp, indent=2) + "\n")
 
 
