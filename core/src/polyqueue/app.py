@@ -38,10 +38,12 @@ from polyqueue.plugins import (
     select_serializer,
 )
 from polyqueue.producer import EnqueueOptions, Producer
+from polyqueue.psycopg_executor import adapt_connection
 from polyqueue.publisher import NoticePublisher
 from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
 from polyqueue.status import FINISHED, JobStatus
 from polyqueue.store import Executor, JobStore
+from polyqueue.sync import SyncPolyqueue
 from polyqueue.worker import Worker
 
 if TYPE_CHECKING:
@@ -75,11 +77,11 @@ class Polyqueue:
         metrics: object | None = None,
         **overrides: Any,
     ) -> None:
-        self.settings = settings if settings is not None else load_settings(**overrides)
+        self._given_settings = settings
+        self._overrides = overrides
         extra = [*plugins, *([metrics] if metrics is not None else [])]
         self.plugin_manager = create_plugin_manager(*extra)
-        self.broker_class = select_broker(self.plugin_manager, self.settings.queue_backend)
-        self.serializer = select_serializer(self.plugin_manager, self.settings.serializer)
+        self._apply_settings(settings if settings is not None else load_settings(**overrides))
         self.migration_lines = migration_lines(self.plugin_manager)
         self.handlers: dict[str, Handler] = {}
         self.cron_schedules: dict[str, CronSchedule] = {}
@@ -92,10 +94,43 @@ class Polyqueue:
         self._workers: list[Worker] = []
         self._outbox: Listener | None = None
         self._embedded: EmbeddedPostgres | None = None
-        self.database_url = self.settings.database_url or ""
-        self.cancel_channel = f"{self.settings.schema_name}_cancel"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sync: SyncPolyqueue | None = None
         self._enqueue_chain: Callable[[EnqueueContext], Awaitable[list[int]]] = self._enqueue
         self.plugin_manager.hook.polyqueue_configure.call_historic(kwargs={"app": self})
+
+    def _apply_settings(self, settings: PolyqueueSettings) -> None:
+        self.settings = settings
+        self.broker_class = select_broker(self.plugin_manager, settings.queue_backend)
+        self.serializer = select_serializer(self.plugin_manager, settings.serializer)
+        self.database_url = settings.database_url or ""
+        self.cancel_channel = f"{settings.schema_name}_cancel"
+
+    def configure(self, **overrides: Any) -> None:
+        """Change settings before `start`, e.g. in a test: the environment is read again, and
+        the constructor's overrides, then these, go on top (with a `PolyqueueSettings` given
+        to the constructor: that object's values, then these). Handlers keep the queue and
+        limits they resolved when they were registered."""
+        if self._loop is not None:
+            raise ConfigurationError("configure() must come before start: the app is running")
+        self._overrides = {**self._overrides, **overrides}
+        given = self._given_settings
+        if given is None:
+            self._apply_settings(load_settings(**self._overrides))
+        else:
+            self._apply_settings(load_settings(**{**given.model_dump(), **self._overrides}))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the app was started on; None while it is not started."""
+        return self._loop
+
+    @property
+    def sync(self) -> SyncPolyqueue:
+        """Blocking calls for sync code (`app.sync.enqueue(...)`): see `polyqueue.sync`."""
+        if self._sync is None:
+            self._sync = SyncPolyqueue(self)
+        return self._sync
 
     def add_plugin(self, plugin: object) -> None:
         """Register a plugin object (metrics, middleware...) after construction."""
@@ -221,6 +256,7 @@ class Polyqueue:
         if not self._broker.capabilities.transactional_publish:
             self._outbox = Listener(self.database_url, [outbox], self._relay, options=store.options)
             await self._outbox.start()
+        self._loop = asyncio.get_running_loop()
 
     async def _start_embedded(self) -> str:
         from polyqueue.embedded import EmbeddedPostgres  # noqa: PLC0415  (optional extra)
@@ -258,7 +294,7 @@ class Polyqueue:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
         self._store = self._broker = self._producer = self._outbox = self._embedded = None
-        self._publisher = None
+        self._publisher = self._loop = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -362,7 +398,7 @@ class Polyqueue:
     async def _enqueue(self, context: EnqueueContext) -> list[int]:
         """The innermost step of the enqueue middleware chain: insert, publish, emit."""
         jobs = self.producer.build(context.name, context.payloads, context.options)
-        inserted = await self.producer.insert(jobs, context.connection)
+        inserted = await self.producer.insert(jobs, adapt_connection(context.connection))
         if self.plugin_manager.hook.polyqueue_job_enqueued.get_hookimpls():  # else no events
             for row in inserted:
                 if row.created:
@@ -472,23 +508,52 @@ class Polyqueue:
     # -- working ------------------------------------------------------------------------------
 
     def worker(
-        self, *, queues: Sequence[str] | None = None, concurrency: int | None = None
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        burst: bool = False,
     ) -> Worker:
-        """A worker for `queues` (default: every queue a registered handler uses)."""
+        """A worker for `queues` (default: every queue a registered handler uses).
+
+        A `burst` worker stops by itself once no job of its queues is ready to run (queued,
+        or scheduled and due) and it runs none.
+        """
         chosen = list(queues) if queues else sorted({h.queue for h in self.handlers.values()})
         worker = Worker(
             self,
             queues=chosen or [self.settings.default_queue],
             concurrency=concurrency or self.settings.concurrency,
+            burst=burst,
         )
         self._workers.append(worker)
         return worker
 
-    async def run_worker(
+    async def run_until_idle(
         self, *, queues: Sequence[str] | None = None, concurrency: int | None = None
     ) -> None:
-        """Run a worker until SIGTERM or SIGINT (a second signal skips the grace period)."""
-        worker = self.worker(queues=queues, concurrency=concurrency)
+        """Run jobs in this event loop until none of `queues` is ready to run, then return.
+
+        For tests: enqueue, `await app.run_until_idle()`, assert on the outcome. Jobs
+        scheduled for later (a delay, a retry's backoff) stay scheduled; with
+        `retry_backoff_base=0` retries are due at once and run too.
+        """
+        worker = self.worker(queues=queues, concurrency=concurrency, burst=True)
+        try:
+            await worker.run()
+        finally:
+            self._workers.remove(worker)
+
+    async def run_worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        burst: bool = False,
+    ) -> None:
+        """Run a worker until SIGTERM or SIGINT (a second signal skips the grace period);
+        with `burst`, until no job of its queues is ready to run."""
+        worker = self.worker(queues=queues, concurrency=concurrency, burst=burst)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)

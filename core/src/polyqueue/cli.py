@@ -146,10 +146,26 @@ async def _migrate(settings: PolyqueueSettings) -> list[str]:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
-def worker(app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_level: str) -> None:
-    """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT."""
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit (status 0) once no job of the queues is ready to run: for tests and batch runs.",
+)
+def worker(
+    app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_level: str, burst: bool
+) -> None:
+    """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT.
+
+    With --burst, until no job of its queues is queued or due.
+    """
     app = load_app(app_spec)
-    run_app(app, queues=list(queues) or None, concurrency=concurrency, log_level=log_level.upper())
+    run_app(
+        app,
+        queues=list(queues) or None,
+        concurrency=concurrency,
+        log_level=log_level.upper(),
+        burst=burst,
+    )
 
 
 cli.add_command(inspect)

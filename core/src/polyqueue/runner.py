@@ -24,6 +24,7 @@ def main(
     queues: Sequence[str] | None = None,
     concurrency: int | None = None,
     log_level: str | None = None,
+    burst: bool = False,
 ) -> None:
     """Start `app`, run a worker until SIGTERM/SIGINT, and close everything cleanly.
 
@@ -31,7 +32,8 @@ def main(
     JSON lines per the `log_format` setting, with the job's fields on every line. If one of
     the worker's loops kept crashing (`WorkerLoopError`, logged with its traceback), the
     process exits with status 1 once the worker has stopped, so that its supervisor
-    (systemd, Kubernetes, supervisord) starts a fresh one.
+    (systemd, Kubernetes, supervisord) starts a fresh one. With `burst`, the worker stops by
+    itself once no job of its queues is ready to run (exit status 0).
     """
     configure_logging(log_level or app.settings.log_level, app.settings.log_format)
     if metrics is not None:
@@ -39,7 +41,7 @@ def main(
 
     async def run() -> None:
         async with app:
-            await app.run_worker(queues=queues, concurrency=concurrency)
+            await app.run_worker(queues=queues, concurrency=concurrency, burst=burst)
 
     try:
         asyncio.run(run())

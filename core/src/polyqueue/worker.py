@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import Backoff
 from polyqueue.brokers.postgres import colocated
+from polyqueue.burst import BURST_RECEIVE_WAIT_SECONDS, jobs_ready
 from polyqueue.context import JobContext
 from polyqueue.exceptions import (
     BrokerError,
@@ -65,13 +66,18 @@ class _Running:
 
 
 class Worker:
-    """Runs jobs from `queues`, at most `concurrency` at once, until `stop()` is called."""
+    """Runs jobs from `queues`, at most `concurrency` at once, until `stop()` is called
+    (or, with `burst`, until no job of its queues is ready to run and it runs none)."""
 
-    def __init__(self, app: Polyqueue, *, queues: Sequence[str], concurrency: int) -> None:
+    def __init__(
+        self, app: Polyqueue, *, queues: Sequence[str], concurrency: int, burst: bool = False
+    ) -> None:
         self.app = app
         self.id = new_worker_id()
         self.queues = list(queues)
         self.concurrency = concurrency
+        self.burst = burst
+        self._receive_wait = BURST_RECEIVE_WAIT_SECONDS if burst else RECEIVE_WAIT_SECONDS
         settings = app.settings
         middlewares = flatten(app.plugin_manager.hook.polyqueue_dispatch_middleware(app=app))
         self._slot_freed = asyncio.Event()
@@ -179,11 +185,16 @@ class Worker:
     # -- consuming ----------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
-        batch = self.app.broker.capabilities.max_batch
+        app = self.app
+        batch = app.broker.capabilities.max_batch
 
         async def step() -> None:
             if not self._registered.is_set():
                 await self._wait_until(self._registered)
+                return
+            if self.burst and not self._running and not await jobs_ready(app.store, self.queues):
+                log.info("worker %s: no job is ready to run; the burst is over", self.id)
+                self.stop()
                 return
             free = self._free_slots()
             if free <= 0:
@@ -233,7 +244,7 @@ class Worker:
             await self._consume_claiming(postgres, limit)
             return
         deliveries = await app.broker.receive(
-            self.queues, max_messages=limit, wait_seconds=RECEIVE_WAIT_SECONDS
+            self.queues, max_messages=limit, wait_seconds=self._receive_wait
         )
         await self._dispatch(deliveries)
 
@@ -250,7 +261,7 @@ class Worker:
                 timeout_grace=grace,
                 held=list(self._running),
             ),
-            RECEIVE_WAIT_SECONDS,
+            self._receive_wait,
         )
         started: set[int] = set()
         duplicates: list[Delivery] = []

@@ -1,0 +1,131 @@
+"""`app.sync`: blocking calls from threads without an event loop, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+from pydantic import BaseModel
+
+from polyqueue import JobStatus, JobTimeoutError, Polyqueue, TerminalError
+
+FAST = {"retry_backoff_base": 0.0, "retry_backoff_max": 0.0, "scheduler_interval": 0.1}
+
+
+class Add(BaseModel):
+    a: int
+    b: int
+
+
+class Sum(BaseModel):
+    total: int
+
+
+def build(url: str, **settings) -> Polyqueue:
+    app = Polyqueue(**{"database_url": url, **FAST, **settings})
+
+    @app.register("math.add")
+    def add(payload: Add) -> Sum:
+        if payload.a < 0:
+            raise TerminalError("negative")
+        return Sum(total=payload.a + payload.b)
+
+    return app
+
+
+@pytest.fixture(params=["postgres", "none"])
+def app(request, clean_database: str) -> Iterator[Polyqueue]:
+    app = build(clean_database, queue_backend=request.param)
+    yield app
+    app.sync.close()
+
+
+def sync_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "polyqueue-sync"]
+
+
+def test_sync_calls_start_the_app_on_a_thread_of_its_own_and_close_stops_it(
+    app: Polyqueue,
+) -> None:
+    before = len(sync_threads())
+    job_id = app.sync.enqueue("math.add", Add(a=1, b=2))
+    assert app.loop is not None
+    assert len(sync_threads()) == before + 1
+    assert app.sync.get_job(job_id).status is JobStatus.QUEUED
+    app.sync.close()
+    assert app.loop is None
+    assert len(sync_threads()) == before
+    app.sync.close()  # idempotent
+
+
+def test_enqueue_run_wait_and_read_results_without_asyncio(app: Polyqueue) -> None:
+    with app.sync as client:
+        ok = client.enqueue("math.add", {"a": 2, "b": 3})
+        bad = client.enqueue("math.add", Add(a=-1, b=0))
+        (many,) = client.enqueue_many("math.add", [Add(a=5, b=5)])
+        client.run_until_idle()
+        assert client.wait_for(ok, timeout=30).status is JobStatus.SUCCEEDED
+        assert client.get_job_result(ok) == {"total": 5}
+        assert client.get_job_result_typed(many, Sum) == Sum(total=10)
+        assert client.get_job_result_typed_via_registry(ok) == Sum(total=5)
+        failed = client.get_job(bad)
+        assert failed.status is JobStatus.FAILED
+        assert client.requeue(bad) is True
+        assert client.cancel(bad) is True
+        assert client.get_job(bad).status is JobStatus.CANCELLED
+        assert client.fail(ok) is False
+
+
+def test_wait_for_times_out_with_polyqueue_error(app: Polyqueue) -> None:
+    job_id = app.sync.enqueue("math.add", Add(a=1, b=1))
+    with pytest.raises(JobTimeoutError):
+        app.sync.wait_for(job_id, timeout=0.05)
+
+
+def test_many_threads_share_one_loop(app: Polyqueue) -> None:
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def produce(n: int) -> None:
+        job_id = app.sync.enqueue("math.add", Add(a=n, b=n))
+        with lock:
+            ids.append(job_id)
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 8
+    assert len(sync_threads()) == 1
+    app.sync.run_until_idle()
+    assert {app.sync.get_job(i).status for i in ids} == {JobStatus.SUCCEEDED}
+
+
+async def test_an_app_started_in_a_loop_serves_sync_calls_from_other_threads(
+    clean_database: str,
+) -> None:
+    app = build(clean_database)
+    async with app:
+        job_id = await asyncio.to_thread(app.sync.enqueue, "math.add", Add(a=1, b=1))
+        assert (await app.get_job(job_id)).status is JobStatus.QUEUED
+        assert not sync_threads()  # no second loop: the app's own one served the call
+        with pytest.raises(RuntimeError, match="await the async method"):
+            app.sync.enqueue("math.add", Add(a=1, b=1))
+        await asyncio.to_thread(app.sync.close)  # not ours to close
+        assert app.loop is asyncio.get_running_loop()
+    assert app.loop is None
+
+
+def test_a_failed_start_is_reported_and_retried_on_the_next_call(clean_database: str) -> None:
+    app = build(clean_database, connect_timeout=2)
+    app.configure(database_url="postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(Exception, match="cannot connect"):
+        app.sync.enqueue("math.add", Add(a=1, b=1))
+    app.configure(database_url=clean_database)
+    try:
+        assert app.sync.enqueue("math.add", Add(a=1, b=1)) > 0
+    finally:
+        app.sync.close()
