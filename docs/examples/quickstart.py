@@ -1,11 +1,11 @@
 # ruff: noqa: T201, INP001  (an example script: it prints, and it is not in a package)
-"""Polyqueue quickstart: register handlers, enqueue jobs, run a worker, read typed results.
+"""Polyqueue quickstart: register handlers, run a worker, enqueue jobs, read typed results.
 
-Run it with a PostgreSQL URL (or with `polyqueue[embedded]` installed and no URL at all):
+A worker and a producer are two processes on the same database:
 
-    POLYQUEUE_DATABASE_URL=postgresql://postgres@localhost/postgres python quickstart.py
-
-`python quickstart.py worker` runs a worker until SIGTERM/SIGINT instead of the demo.
+    export POLYQUEUE_DATABASE_URL=postgresql://postgres@localhost/postgres
+    python quickstart.py worker     # a worker until SIGTERM/SIGINT
+    python quickstart.py            # the producer: enqueues jobs, prints their results, exits
 """
 
 from __future__ import annotations
@@ -70,11 +70,8 @@ async def place_order(connection: asyncpg.Connection, order_id: int, *, paid: bo
     return job_id
 
 
-async def demo() -> None:
+async def produce() -> None:
     async with app:  # opens the pool, applies migrations, starts the broker
-        worker = app.worker()  # every queue a registered handler uses: images, default
-        task = asyncio.create_task(worker.run())
-
         # One job, from a model; another from a dict (validated against Resize here).
         first = await app.enqueue("images.resize", Resize(url="https://x/cat.png", width=64))
         second = await app.enqueue(resize, {"url": "https://x/dog.png", "width": 128}, priority=5)
@@ -123,12 +120,9 @@ async def demo() -> None:
         except JobNotFoundError:
             print("rolled back: no such job")
 
-        worker.stop()  # stop consuming; in-flight jobs get the grace period
-        await task
-
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["worker"]:
         polyqueue.main(app)  # a worker until SIGTERM / SIGINT, with logging configured
     else:
-        asyncio.run(demo())
+        asyncio.run(produce())
