@@ -9,7 +9,14 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel
 
-from polyqueue import JobStatus, JobTimeoutError, Polyqueue, TerminalError
+from polyqueue import (
+    ConfigurationError,
+    JobStatus,
+    JobTimeoutError,
+    Polyqueue,
+    PolyqueueSettings,
+    TerminalError,
+)
 
 FAST = {"retry_backoff_base": 0.0, "retry_backoff_max": 0.0, "scheduler_interval": 0.1}
 
@@ -129,3 +136,69 @@ def test_a_failed_start_is_reported_and_retried_on_the_next_call(clean_database:
         assert app.sync.enqueue("math.add", Add(a=1, b=1)) > 0
     finally:
         app.sync.close()
+
+
+def test_configure_reads_the_environment_again_without_reloading(
+    clean_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYQUEUE_QUEUE_BACKEND", "none")
+    app = Polyqueue(database_url="postgresql://nobody@127.0.0.1:1/x")  # as at import time
+    assert app.settings.queue_backend == "none"
+    monkeypatch.setenv("POLYQUEUE_DEFAULT_MAX_ATTEMPTS", "7")
+    app.configure(database_url=clean_database)
+    assert app.settings.default_max_attempts == 7  # the environment, read again
+    assert app.database_url == clean_database
+    app.configure(queue_backend="postgres")  # earlier overrides stay
+    assert (app.settings.queue_backend, app.database_url) == ("postgres", clean_database)
+
+
+def test_configure_on_a_settings_object_keeps_its_values(clean_database: str) -> None:
+    app = Polyqueue(PolyqueueSettings(database_url=clean_database, default_max_attempts=4))
+    app.configure(queue_backend="none")
+    assert (app.settings.default_max_attempts, app.settings.queue_backend) == (4, "none")
+
+
+async def test_configure_refuses_a_started_app_and_unknown_settings(clean_database: str) -> None:
+    app = build(clean_database)
+    with pytest.raises(ConfigurationError, match="unknown setting"):
+        app.configure(no_such_setting=1)
+    async with app:
+        with pytest.raises(ConfigurationError, match="before start"):
+            app.configure(queue_backend="none")
+
+
+async def test_run_until_idle_runs_retries_due_and_leaves_later_jobs(clean_database: str) -> None:
+    app = build(clean_database)
+    attempts: list[int] = []
+
+    @app.register("flaky", max_attempts=3)
+    async def flaky(payload: Add, ctx) -> int:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise RuntimeError("not yet")
+        return payload.a
+
+    async with app:
+        await app.run_until_idle()  # nothing at all: returns
+        now = await app.enqueue("flaky", Add(a=1, b=0))
+        later = await app.enqueue("math.add", Add(a=1, b=0), delay=3600)
+        await app.run_until_idle()
+        assert attempts == [1, 2, 3]  # backoff 0: each retry was due at once
+        assert (await app.get_job(now)).status is JobStatus.SUCCEEDED
+        assert (await app.get_job(later)).status is JobStatus.SCHEDULED
+        assert app._workers == []
+
+
+async def test_run_until_idle_only_waits_for_its_queues(clean_database: str) -> None:
+    app = build(clean_database)
+
+    @app.register("other.job", queue="other")
+    async def other(payload: Add) -> None:
+        pass
+
+    async with app:
+        elsewhere = await app.enqueue("other.job", Add(a=1, b=1))
+        mine = await app.enqueue("math.add", Add(a=1, b=1))
+        await app.run_until_idle(queues=["default"])
+        assert (await app.get_job(mine)).status is JobStatus.SUCCEEDED
+        assert (await app.get_job(elsewhere)).status is JobStatus.QUEUED
