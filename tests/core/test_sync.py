@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import os
 import threading
 from collections.abc import Iterator
 
@@ -17,6 +19,7 @@ from polyqueue import (
     PolyqueueSettings,
     TerminalError,
 )
+from polyqueue.portal import LoopThread
 
 FAST = {"retry_backoff_base": 0.0, "retry_backoff_max": 0.0, "scheduler_interval": 0.1}
 
@@ -202,3 +205,29 @@ async def test_run_until_idle_only_waits_for_its_queues(clean_database: str) -> 
         await app.run_until_idle(queues=["default"])
         assert (await app.get_job(mine)).status is JobStatus.SUCCEEDED
         assert (await app.get_job(elsewhere)).status is JobStatus.QUEUED
+
+
+def test_a_forked_child_is_told_instead_of_hanging(
+    app: Polyqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.sync.start()
+    parent = os.getpid()
+    monkeypatch.setattr("polyqueue.sync.os.getpid", lambda: parent + 1)  # as in a child
+    with pytest.raises(ConfigurationError, match="before this process forked"):
+        app.sync.get_job(1)
+    monkeypatch.undo()
+    app.sync.close()
+
+
+def test_calls_run_in_the_callers_context() -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    portal = LoopThread("polyqueue-test-portal")
+
+    async def read() -> str:
+        return request_id.get("unset")
+
+    try:
+        request_id.set("r-42")  # e.g. a logging field or the current trace span of a view
+        assert portal.call(read()) == "r-42"
+    finally:
+        portal.stop()

@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from polyqueue.exceptions import ConfigurationError
-from polyqueue.portal import LoopThread
+from polyqueue.portal import LoopThread, run_on
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping, Sequence
@@ -48,7 +48,7 @@ class SyncPolyqueue:
         self._portal = LoopThread("polyqueue-sync")
         self._lock = threading.Lock()
         self._started_here = False
-        self._pid = os.getpid()
+        self._pid = 0  # of the process that started the app here
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -83,7 +83,7 @@ class SyncPolyqueue:
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         """The loop the app runs on, starting it on this client's thread if it does not run."""
-        if os.getpid() != self._pid:
+        if self._started_here and os.getpid() != self._pid:
             raise ConfigurationError(
                 "app.sync was used before this process forked: its thread and connections "
                 "stayed in the parent. Use it first in the child (e.g. no --preload), or build "
@@ -97,6 +97,7 @@ class SyncPolyqueue:
                     self._portal.stop()
                     raise
                 self._started_here = True
+                self._pid = os.getpid()
                 atexit.register(self._close_at_exit)
             loop = self._portal.loop if self._started_here else self.app.loop
         if loop is None:  # closed by another thread between the two looks
@@ -114,12 +115,7 @@ class SyncPolyqueue:
         except BaseException:
             coroutine.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        try:
-            return future.result()
-        except BaseException:  # KeyboardInterrupt while waiting: stop the call too
-            future.cancel()
-            raise
+        return run_on(loop, coroutine)
 
     # -- enqueue ------------------------------------------------------------------------------
 
