@@ -62,6 +62,11 @@ HandlerRef = str | Callable[..., Any]
 Payload = BaseModel | Mapping[str, Any]
 
 
+def _given(value: T | None, default: T) -> T:
+    """`value` unless it is None (0 is a value: `build_handler` refuses it, not replaces it)."""
+    return default if value is None else value
+
+
 class Polyqueue:
     """One job queue: settings, handlers, the job store and the broker.
 
@@ -164,8 +169,8 @@ class Polyqueue:
                 function,
                 name=handler_name,
                 queue=queue or settings.default_queue,
-                max_attempts=max_attempts or settings.default_max_attempts,
-                max_run_seconds=max_run_seconds or settings.default_max_run_seconds,
+                max_attempts=_given(max_attempts, settings.default_max_attempts),
+                max_run_seconds=_given(max_run_seconds, settings.default_max_run_seconds),
                 timeout_strategy=timeout_strategy or settings.default_timeout_strategy,
             )
             self._names[function] = handler_name
@@ -261,7 +266,7 @@ class Polyqueue:
     async def _start_embedded(self) -> str:
         from polyqueue.embedded import EmbeddedPostgres  # noqa: PLC0415  (optional extra)
 
-        self._embedded = EmbeddedPostgres(self.settings.data_dir / "postgres")
+        self._embedded = EmbeddedPostgres(self.settings.data_dir / "postgres", record=True)
         return await asyncio.to_thread(self._embedded.start)
 
     def _relay(self, _channel: str, payload: str) -> None:

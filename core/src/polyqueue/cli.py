@@ -9,25 +9,18 @@ group is added with `cli.add_command(...)`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from polyqueue.cli_admin import admin
-from polyqueue.cli_inspect import inspect
-from polyqueue.cli_support import open_store
-from polyqueue.demo import run_demo
-from polyqueue.exceptions import PolyqueueError
-from polyqueue.loading import AppImportError, load_app
-from polyqueue.logs import configure_logging
-from polyqueue.migrations import migrate_all, migration_labels
-from polyqueue.plugins import create_plugin_manager, migration_lines
-from polyqueue.runner import main as run_app
-from polyqueue.settings import load_settings
+from polyqueue.exceptions import ConfigurationError, PolyqueueError
+from polyqueue.loading import AppImportError
 
 if TYPE_CHECKING:
+    from polyqueue.app import Polyqueue
     from polyqueue.settings import PolyqueueSettings
 
 __all__ = ["cli", "main"]
@@ -41,8 +34,42 @@ _SHOWS_HELP: tuple[type[Exception], ...] = tuple(
 )
 
 
+LAZY_COMMANDS = {
+    "inspect": ("polyqueue.cli_inspect:inspect", "Look at jobs, queues and workers (read-only)."),
+    "admin": ("polyqueue.cli_admin:admin", "Requeue, fail or cancel jobs by id or by filter."),
+    "db": ("polyqueue.cli_db:db", "See or stop the embedded PostgreSQL."),
+}
+"""Command groups imported only when run (name: "module:attribute", short help), so that
+`polyqueue --help` loads neither rich nor the app."""
+
+
 class PolyqueueGroup(click.Group):
-    """A click group that turns errors from any subcommand into one clear line."""
+    """A click group that turns errors from any subcommand into one clear line, and imports
+    the groups of `LAZY_COMMANDS` only when one of them runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, the lazy ones included."""
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command; a lazy group is imported (once) when asked for."""
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module_name, _, attribute = LAZY_COMMANDS[cmd_name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module_name), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands section of `--help`, without importing the lazy groups."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand; report `PolyqueueError` or bad usage as `error: ...` and exit."""
@@ -89,6 +116,10 @@ def cli() -> None:
 @click.option("--verbose", is_flag=True, help="Also print the worker's log (every job's line).")
 def demo(jobs: int, concurrency: int, backend: str | None, verbose: bool) -> None:
     """Enqueue a few hundred typed jobs and run them with a worker in this process."""
+    from polyqueue.demo import run_demo  # noqa: PLC0415 -- fast `--help`
+    from polyqueue.logs import configure_logging  # noqa: PLC0415
+    from polyqueue.settings import load_settings  # noqa: PLC0415
+
     if verbose:
         configure_logging("INFO")
     else:  # the outcome table tells the story; failures' tracebacks would bury the bar
@@ -104,6 +135,8 @@ def demo(jobs: int, concurrency: int, backend: str | None, verbose: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print {schema, applied} as JSON.")
 def migrate(schema: str | None, as_json: bool) -> None:
     """Apply the migrations the database has not seen yet (safe to run again)."""
+    from polyqueue.settings import load_settings  # noqa: PLC0415 -- fast `--help`
+
     settings = load_settings(**({"schema_name": schema} if schema else {}))
     applied = asyncio.run(_migrate(settings))
     _report_migrations(settings.schema_name, applied, as_json)
@@ -121,8 +154,15 @@ def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
 
 async def _migrate(settings: PolyqueueSettings) -> list[str]:
     """The core's migrations, then every plugin's migration line; labels of those applied."""
+    from polyqueue.cli_support import open_store  # noqa: PLC0415 -- fast `--help`
+    from polyqueue.migrations import migrate_all, migration_labels  # noqa: PLC0415
+    from polyqueue.plugins import create_plugin_manager, migration_lines  # noqa: PLC0415
+
     lines = migration_lines(create_plugin_manager())
-    async with open_store(settings) as store, store.migration_connection() as connection:
+    async with (
+        open_store(settings, must_exist=False) as store,
+        store.migration_connection() as connection,
+    ):
         applied = await migrate_all(connection, settings.schema_name, lines)
     return migration_labels(settings.schema_name, applied, lines)
 
@@ -151,16 +191,41 @@ async def _migrate(settings: PolyqueueSettings) -> list[str]:
     is_flag=True,
     help="Exit (status 0) once no job of the queues is ready to run: for tests and batch runs.",
 )
-def worker(
-    app_spec: str, queues: tuple[str, ...], concurrency: int | None, log_level: str, burst: bool
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://ADDR:PORT/metrics (needs prometheus-client).",
+)
+@click.option(
+    "--metrics-addr",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDR",
+    help="Address of the metrics endpoint (0.0.0.0: every interface, e.g. in a container).",
+)
+def worker(  # noqa: PLR0917 -- click passes one argument per option
+    app_spec: str,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    log_level: str,
+    burst: bool,
+    metrics_port: int | None,
+    metrics_addr: str,
 ) -> None:
     """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT.
 
     With --burst, until no job of its queues is queued or due.
     """
+    from polyqueue.loading import load_app  # noqa: PLC0415 -- fast `--help`
+    from polyqueue.runner import main as run_app  # noqa: PLC0415
+
     app = load_app(app_spec)
+    _refuse_in_process_broker(app)
     run_app(
         app,
+        metrics=None if metrics_port is None else _prometheus(metrics_port, metrics_addr),
         queues=list(queues) or None,
         concurrency=concurrency,
         log_level=log_level.upper(),
@@ -168,8 +233,27 @@ def worker(
     )
 
 
-cli.add_command(inspect)
-cli.add_command(admin)
+def _refuse_in_process_broker(app: Polyqueue) -> None:
+    """A worker process on the in-process broker hears only its own process's jobs."""
+    if app.broker_class.capabilities.in_process:
+        raise ConfigurationError(
+            f"POLYQUEUE_QUEUE_BACKEND={app.settings.queue_backend} is the in-process broker: "
+            "a worker started by `polyqueue worker` would never hear of jobs that other "
+            "processes enqueue. Use the default `postgres` broker (or another that crosses "
+            "processes), or run the worker inside the producing process "
+            "(`await app.run_worker()`, `await app.run_until_idle()`)"
+        )
+
+
+def _prometheus(port: int, addr: str) -> object:
+    """A `PrometheusMetrics` serving `/metrics` on `addr:port` once registered."""
+    try:
+        from polyqueue.contrib.prometheus import PrometheusMetrics  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            "--metrics-port needs prometheus-client: `pip install 'polyqueue[prometheus]'`"
+        ) from exc
+    return PrometheusMetrics(port=port, addr=addr)
 
 
 def main() -> None:

@@ -15,17 +15,16 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from polyqueue.app import Polyqueue
-from polyqueue.loading import database_url
-from polyqueue.pgconnect import ConnectionOptions
+from polyqueue.loading import NoDatabaseError, database_url, embedded_server, no_database_message
 from polyqueue.settings import load_settings
 from polyqueue.status import JobStatus
-from polyqueue.store import JobStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
+    from polyqueue.app import Polyqueue
     from polyqueue.settings import PolyqueueSettings
+    from polyqueue.store import JobStore
 
 __all__ = [
     "DURATION_HELP",
@@ -128,10 +127,16 @@ def job_filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(settings: PolyqueueSettings | None = None) -> AsyncIterator[JobStore]:
-    """A small job store on the settings' database (embedded if unset), without migrating."""
+async def open_store(
+    settings: PolyqueueSettings | None = None, *, must_exist: bool = True
+) -> AsyncIterator[JobStore]:
+    """A small job store on the settings' database, without migrating. Embedded (no
+    `database_url`): the server of `data_dir`, which `must_exist` unless told otherwise."""
+    from polyqueue.pgconnect import ConnectionOptions  # noqa: PLC0415 -- fast `--help`
+    from polyqueue.store import JobStore  # noqa: PLC0415
+
     settings = settings or load_settings()
-    async with database_url(settings) as url:
+    async with database_url(settings, must_exist=must_exist) as url:
         options = ConnectionOptions.from_settings(settings)
         store = JobStore(url, settings.schema_name, pool_size=2, options=options)
         await store.open()
@@ -143,8 +148,14 @@ async def open_store(settings: PolyqueueSettings | None = None) -> AsyncIterator
 
 @contextlib.asynccontextmanager
 async def open_app() -> AsyncIterator[Polyqueue]:
-    """A started `Polyqueue` from the environment's settings (no handlers: control only)."""
-    async with Polyqueue(load_settings()) as app:
+    """A started `Polyqueue` from the environment's settings (no handlers: control only);
+    an embedded database must exist already."""
+    from polyqueue.app import Polyqueue  # noqa: PLC0415 -- fast `--help`
+
+    settings = load_settings()
+    if not settings.database_url and not embedded_server(settings).exists:
+        raise NoDatabaseError(no_database_message(settings))
+    async with Polyqueue(settings) as app:
         yield app
 
 

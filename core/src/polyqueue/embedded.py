@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from polyqueue.embedded_registry import ClientLease, LiveClient, live_clients, record_server
 from polyqueue.exceptions import ConfigurationError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -81,10 +82,19 @@ class EmbeddedPostgres:
     """A PostgreSQL server of our own in `data_dir`, listening on 127.0.0.1.
 
     `data_dir` holds `pgdata/` (the cluster), `port` (so a restart reuses the port),
-    `postgres.log`, and the Unix socket when the path is short enough for one.
+    `postgres.log`, `clients/` (one lease per process using the server) and the Unix socket
+    when the path is short enough for one.
+
+    Any number of processes share one server: each `start()` adopts a running one or starts
+    it, and takes a lease; `stop()` gives the lease back and stops the server only when no
+    other process holds one (a process that dies loses its lease with it). So stopping one
+    worker never takes the database away from another, and a server left running by a
+    crash is adopted by the next start and stopped by the last user after that.
     """
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, fsync: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, fsync: bool = True, record: bool = False
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self._pgdata = self.data_dir / "pgdata"
         self._port_file = self.data_dir / "port"
@@ -92,14 +102,21 @@ class EmbeddedPostgres:
         self._requested_port = port
         self._port: int | None = None
         self._fsync = fsync
+        self._record = record
         self._started_here = False
+        self._lease = ClientLease(self.data_dir)
 
     @property
     def url(self) -> str:
         """The server's URL, for the `postgres` database as the `postgres` superuser."""
         if self._port is None:
             raise DatabaseUnavailableError("the embedded PostgreSQL has not been started")
-        return f"postgresql://postgres@{_HOST}:{self._port}/postgres"
+        return self.url_on(self._port)
+
+    @staticmethod
+    def url_on(port: int) -> str:
+        """The URL of an embedded server listening on `port`."""
+        return f"postgresql://postgres@{_HOST}:{port}/postgres"
 
     @property
     def running(self) -> bool:
@@ -108,8 +125,34 @@ class EmbeddedPostgres:
 
     @property
     def started_here(self) -> bool:
-        """Whether this object started the server, and so `stop()` will stop it."""
+        """Whether this object started the server (rather than adopting a running one)."""
         return self._started_here
+
+    @property
+    def exists(self) -> bool:
+        """Whether a cluster was ever created in `data_dir`."""
+        return (self._pgdata / "PG_VERSION").exists()
+
+    @property
+    def live_port(self) -> int | None:
+        """The port of the server running on this data directory; None if none runs."""
+        return _live_port(self._pgdata)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (its postmaster), if one runs."""
+        try:
+            pid = int((self._pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if self.running else None
+
+    def clients(self) -> list[LiveClient]:
+        """The processes using the server now (holding a lease), this one included."""
+        if not self.data_dir.is_dir():
+            return []
+        with _locked(self.data_dir):
+            return live_clients(self.data_dir)
 
     def start(self) -> str:
         """Start the server, creating the cluster first if needed; return its URL.
@@ -119,15 +162,19 @@ class EmbeddedPostgres:
         return self._start(self._requested_port)
 
     def stop(self, *, force: bool = False, mode: Literal["fast", "immediate"] = "fast") -> None:
-        """Stop the server if this object started it, or always with `force`. `fast` ends
-        sessions cleanly; `immediate` is a crash (no checkpoint, recovery at the next start)."""
-        if not (self._started_here or force):
+        """Give back this object's lease, and stop the server if no other process holds one;
+        with `force`, stop it whoever uses it. `fast` ends sessions cleanly; `immediate` is a
+        crash (no checkpoint, recovery at the next start). Without a lease and without
+        `force` (never started, or stopped already), do nothing."""
+        if not (self._lease.held or force):
             return
         runner = _prepare(self.data_dir)
         with _locked(self.data_dir):
-            if _live_port(self._pgdata) is not None:
-                self._pg_ctl_stop(runner, mode)
-            _remove_fallback_socket_dir(self.data_dir)
+            self._lease.release()
+            if force or not live_clients(self.data_dir):
+                if _live_port(self._pgdata) is not None:
+                    self._pg_ctl_stop(runner, mode)
+                _remove_fallback_socket_dir(self.data_dir)
         self._started_here = False
 
     def restart(self) -> None:
@@ -144,7 +191,10 @@ class EmbeddedPostgres:
                 self._initdb(runner)
                 live = self._launch(runner, port or self._pick_port())
                 self._started_here = True
+            self._lease.take()
             self._port = live
+        if self._record:
+            record_server(self.data_dir)
         return self.url
 
     def _pick_port(self) -> int:

@@ -5,7 +5,7 @@ PolyqueueError
 ├── ConfigurationError              bad settings, bad registration, missing extra
 │   └── UnknownPluginError          a plugin name nobody registered (kind, name, available)
 ├── HandlerNotFoundError            enqueue or dispatch of a name with no handler
-├── InvalidPayloadError             a payload that fails its handler's model at enqueue
+├── InvalidPayloadError             a payload, or an enqueue option, that cannot be stored
 ├── SerializationError              a value that cannot be encoded as JSON
 │   └── PayloadTooLargeError        an encoded payload over `max_payload_bytes`
 ├── MigrationError                  the schema could not be brought up to date
@@ -69,12 +69,13 @@ class ConfigurationError(PolyqueueError):
 class UnknownPluginError(ConfigurationError):
     """No plugin is registered under that name."""
 
-    def __init__(self, kind: str, name: str, available: Sequence[str]) -> None:
+    def __init__(self, kind: str, name: str, available: Sequence[str], hint: str = "") -> None:
         self.kind = kind
         self.name = name
         self.available = sorted(available)
         super().__init__(
             f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}"
+            + (f"; {hint}" if hint else "")
         )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from polyqueue.context import JobContext
 from polyqueue.exceptions import (
@@ -20,7 +22,13 @@ from polyqueue.exceptions import (
     TerminalError,
 )
 
-__all__ = ["Handler", "build_handler", "check_storable", "describe_validation_error"]
+__all__ = [
+    "Handler",
+    "build_handler",
+    "check_finite",
+    "check_storable",
+    "describe_validation_error",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +49,14 @@ class Handler:
     def encode_payload(self, payload: BaseModel | Mapping[str, Any], limit: int) -> str:
         """Validate `payload` against the model; return its JSON (at most `limit` bytes)."""
         model = self._validate(payload)
-        encoded = model.model_dump_json()
-        check_storable(encoded, f"payload for {self.name!r}")
+        what = f"payload for {self.name!r}"
+        try:
+            encoded = model.model_dump_json()
+        except PydanticSerializationError as exc:  # bytes that are not UTF-8, an object...
+            raise SerializationError(f"{what} cannot be encoded as JSON: {exc}") from exc
+        check_storable(encoded, what)
+        if "null" in encoded:  # pydantic writes NaN and infinities as null: refuse them
+            check_finite(model.model_dump(), what)
         check_size(self.name, encoded, limit)
         return encoded
 
@@ -108,6 +122,22 @@ def check_storable(encoded: str, what: str) -> None:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(name)
+
+
+def check_finite(value: Any, what: str, path: str = "") -> None:
+    """Refuse NaN and infinities anywhere in `value` (dicts, lists, models): JSON has no
+    such numbers, and storing them as `null` would change the data without a word."""
+    if isinstance(value, float) and not math.isfinite(value):
+        where = f" at {path}" if path else ""
+        raise SerializationError(f"{what} contains {value!r}{where}, which JSON cannot store")
+    if isinstance(value, BaseModel):
+        check_finite(value.model_dump(), what, path)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_finite(item, what, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            check_finite(item, what, f"{path}[{index}]")
 
 
 def build_handler(

@@ -9,19 +9,24 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyqueue.app import Polyqueue
 from polyqueue.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from polyqueue.app import Polyqueue
+    from polyqueue.embedded import EmbeddedPostgres
     from polyqueue.settings import PolyqueueSettings
 
-__all__ = ["AppImportError", "database_url", "load_app"]
+__all__ = ["AppImportError", "NoDatabaseError", "database_url", "embedded_server", "load_app"]
 
 
 class AppImportError(ConfigurationError):
     """The APP argument does not name a Polyqueue app."""
+
+
+class NoDatabaseError(ConfigurationError):
+    """A command that reads an existing database found no embedded one where it looked."""
 
 
 def load_app(spec: str) -> Polyqueue:
@@ -30,6 +35,8 @@ def load_app(spec: str) -> Polyqueue:
     `AppImportError` says which part of `spec` is wrong. Errors raised by the module itself
     while it is imported (a `ConfigurationError` from bad settings, a bug) propagate unchanged.
     """
+    from polyqueue.app import Polyqueue  # noqa: PLC0415 -- `polyqueue --help` stays fast
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise AppImportError(f"APP must look like 'module:attribute', got {spec!r}")
@@ -67,19 +74,48 @@ def _import(module_name: str) -> object:
 
 
 @contextlib.asynccontextmanager
-async def database_url(settings: PolyqueueSettings) -> AsyncIterator[str]:
-    """The settings' database URL, or an embedded server's (started here, stopped after).
+async def database_url(
+    settings: PolyqueueSettings, *, must_exist: bool = False
+) -> AsyncIterator[str]:
+    """The settings' database URL, or the embedded server's (adopted if it runs, else
+    started here; stopped after only if no other process uses it).
 
-    The embedded server lives where `Polyqueue` would start it: `<data_dir>/postgres`.
+    The embedded server lives where `Polyqueue` would start it: `<data_dir>/postgres`. With
+    `must_exist`, a data directory where no server was ever created is a `NoDatabaseError`
+    naming the directory and the servers this user runs elsewhere, instead of a new, empty
+    database (what `inspect` and `admin` want: they read what an app wrote).
     """
     if settings.database_url:
         yield settings.database_url
         return
-    from polyqueue.embedded import EmbeddedPostgres  # noqa: PLC0415  (optional extra)
-
-    server = EmbeddedPostgres(settings.data_dir / "postgres")
+    server = embedded_server(settings)
+    if must_exist and not server.exists:
+        raise NoDatabaseError(no_database_message(settings))
     url = await asyncio.to_thread(server.start)
     try:
         yield url
     finally:
         await asyncio.to_thread(server.stop)
+
+
+def embedded_server(settings: PolyqueueSettings) -> EmbeddedPostgres:
+    """The embedded server of `settings` (not started)."""
+    from polyqueue.embedded import EmbeddedPostgres  # noqa: PLC0415  (optional extra)
+
+    return EmbeddedPostgres(settings.data_dir / "postgres", record=True)
+
+
+def no_database_message(settings: PolyqueueSettings) -> str:
+    """Why there is no database to read, and where this user's embedded servers are."""
+    from polyqueue.embedded_registry import registered_servers  # noqa: PLC0415
+
+    here = (settings.data_dir / "postgres").resolve()
+    message = (
+        f"no embedded PostgreSQL in {here.parent} (POLYQUEUE_DATA_DIR, relative to the "
+        "current directory): run this from your app's directory, or set POLYQUEUE_DATA_DIR "
+        "to its data directory or POLYQUEUE_DATABASE_URL to its database"
+    )
+    others = [path.parent for path in registered_servers() if path != here]
+    if others:
+        message += "; embedded servers of this user: " + ", ".join(map(str, others))
+    return message

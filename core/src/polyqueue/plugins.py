@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "polyqueue"
 DEFAULT_PLUGINS = ("polyqueue.builtins",)
+KNOWN_BROKER_EXTRAS = {"redis": "redis", "sqs": "sqs", "azure": "azure", "pgmq": "pgmq"}
+"""Brokers of the project's own plugin distributions, by name: the extra that installs each."""
 
 
 def create_plugin_manager(*extra: object) -> pluggy.PluginManager:
@@ -111,7 +113,13 @@ def select_broker(manager: pluggy.PluginManager, name: str) -> type[Broker]:
     """The broker class registered as `name`; `UnknownPluginError` listing the others."""
     classes = broker_classes(manager)
     if name not in classes:
-        raise UnknownPluginError("broker (POLYQUEUE_QUEUE_BACKEND)", name, list(classes))
+        extra = KNOWN_BROKER_EXTRAS.get(name)
+        hint = (
+            f"it ships as the polyqueue-{extra} distribution: `pip install 'polyqueue[{extra}]'`"
+            if extra
+            else ""
+        )
+        raise UnknownPluginError("broker (POLYQUEUE_QUEUE_BACKEND)", name, list(classes), hint)
     return classes[name]
 
 

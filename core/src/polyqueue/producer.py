@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from polyqueue.exceptions import HandlerNotFoundError
+from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError
+from polyqueue.handlers import check_storable
 from polyqueue.job import NewJobs
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from pydantic import BaseModel
 
@@ -55,8 +57,39 @@ class EnqueueOptions:
         self.priority = priority
         self.queue = queue
         self.idempotency_key = idempotency_key
-        self.max_attempts = max_attempts
-        self.headers = dict(headers or {})
+        self.max_attempts = _check_max_attempts(max_attempts)
+        self.headers = _check_headers(headers)
+
+
+def _check_max_attempts(value: int | None) -> int | None:
+    """None (the handler's), or a whole number of at least 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidPayloadError(
+            f"max_attempts must be a whole number of at least 1, not {value!r}"
+        )
+    return value
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers as a dict of strings; anything else is refused before it is stored, since
+    every later read of the job (`get_job`, `wait_for`, `inspect`) expects strings."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidPayloadError(
+            f"headers must be a mapping of str to str, not {type(headers).__name__}"
+        )
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidPayloadError(
+                f"headers must map str to str: {key!r} maps to a {type(value).__name__}"
+                if isinstance(key, str)
+                else f"headers must map str to str: the key {key!r} is a {type(key).__name__}"
+            )
+    result = dict(headers)
+    if result:
+        check_storable(json.dumps(result), "headers")
+    return result
 
 
 class Producer:
@@ -102,7 +135,7 @@ class Producer:
             name=name,
             queue=options.queue or handler.queue,
             payloads=[handler.encode_payload(payload, limit) for payload in payloads],
-            headers=json.dumps(options.headers),
+            headers=json.dumps(_check_headers(options.headers)),  # middleware may add some
             priority=options.priority,
             max_attempts=options.max_attempts or handler.max_attempts,
             max_run_seconds=handler.max_run_seconds,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pydantic_core
 
 from polyqueue.exceptions import ConfigurationError, SerializationError
+from polyqueue.handlers import check_finite
 
 __all__ = ["JsonSerializer", "OrjsonSerializer", "Serializer"]
 
@@ -37,11 +38,14 @@ class JsonSerializer(Serializer):
     def dumps(self, value: Any) -> str:
         """Encode with pydantic-core (bare NaN/Infinity come out as JSON constants)."""
         try:
-            return pydantic_core.to_json(value).decode()
+            encoded = pydantic_core.to_json(value).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise SerializationError(
                 f"a {type(value).__name__} is not JSON-serialisable: {exc}"
             ) from exc
+        if "null" in encoded:  # a model's NaN or infinity comes out as null: refuse it
+            check_finite(value, f"a {type(value).__name__}")
+        return encoded
 
 
 class OrjsonSerializer(Serializer):

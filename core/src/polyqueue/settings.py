@@ -5,13 +5,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from polyqueue.exceptions import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "PolyqueueSettings", "TimeoutStrategy", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "PolyqueueSettings",
+    "TimeoutStrategy",
+    "check_database_url",
+    "describe_database_url",
+    "load_settings",
+]
 
 ENV_PREFIX = "POLYQUEUE_"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -127,8 +135,8 @@ class PolyqueueSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgres://", "postgresql://")):
-            raise ValueError("must be a postgresql:// URL")
+        if value is not None:
+            check_database_url(value)
         return value
 
     @field_validator("schema_name", "default_queue")
@@ -137,6 +145,54 @@ class PolyqueueSettings(BaseSettings):
         if not _IDENTIFIER.match(value):
             raise ValueError("must be lowercase letters, digits and _, at most 63 characters")
         return value
+
+
+_MAX_PORT = 65535
+
+
+def check_database_url(url: str) -> None:
+    """`ValueError` naming what is wrong with a PostgreSQL URL (scheme, host, port); the
+    message never repeats the URL, which may carry a password."""
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ValueError("must be a postgresql:// URL")
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    hosts = netloc.rpartition("@")[2]
+    for host in hosts.split(",") if hosts else []:
+        _check_host(host)
+
+
+def _check_host(host: str) -> None:
+    """One `host[:port]` of a URL (IPv6 hosts in brackets)."""
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or not name:
+            raise ValueError(f"host {host!r} has an unclosed [ (IPv6 hosts look like [::1])")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"unexpected {rest!r} after the IPv6 host [{name}]")
+        port = rest[1:] if rest else ""
+    else:
+        if "[" in host or "]" in host:
+            raise ValueError(f"host {host!r} is not valid (IPv6 hosts look like [::1])")
+        port = host.partition(":")[2] if ":" in host else ""
+    if port and not (port.isdigit() and 0 < int(port) <= _MAX_PORT):
+        raise ValueError(f"port {unquote(port)!r} is not a number from 1 to {_MAX_PORT}")
+
+
+def describe_database_url(url: str) -> str:
+    """The URL without its password, for messages and logs; never raises, even on a URL
+    that does not parse (it is then shown without what follows the password)."""
+    try:
+        parts = urlsplit(url)
+        path = parts.path
+    except ValueError:
+        parts, path = None, ""
+    netloc = parts.netloc if parts else url.partition("://")[2].partition("/")[0]
+    userinfo, at, hosts = netloc.rpartition("@")
+    user = userinfo.partition(":")[0] if at else ""
+    return f"postgresql://{user}@{hosts or 'localhost'}{path}"
 
 
 def load_settings(**overrides: Any) -> PolyqueueSettings:
