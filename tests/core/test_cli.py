@@ -7,9 +7,11 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -260,3 +262,63 @@ async def _count_jobs(url: str) -> int:
     finally:
         await connection.close()
     return count
+
+
+# -- worker options and brokers -----------------------------------------------------------------
+
+
+def test_worker_refuses_the_in_process_broker(project: Path) -> None:
+    result = run_cli(
+        "worker",
+        "tasks:app",
+        cwd=project,
+        env={"POLYQUEUE_QUEUE_BACKEND": "none", "POLYQUEUE_DATABASE_URL": UNREACHABLE},
+    )
+    line = assert_one_line_error(result, 1)
+    assert "POLYQUEUE_QUEUE_BACKEND=none is the in-process broker" in line
+    assert "other processes enqueue" in line
+
+
+def test_worker_serves_prometheus_metrics_on_the_port_given(
+    polyqueue_database_url: str, project: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = cli_env({"POLYQUEUE_DATABASE_URL": polyqueue_database_url})
+    command = [str(POLYQUEUE), "worker", "tasks:app", "--metrics-port", str(port)]
+    with subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as worker:
+        try:
+            assert worker.stderr is not None
+            for line in worker.stderr:
+                if "started on queues" in line:
+                    break
+            job = _enqueue_and_wait(polyqueue_database_url)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+                metrics = page.read().decode()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+
+    assert job.status is JobStatus.SUCCEEDED  # type: ignore[attr-defined]
+    assert 'polyqueue_jobs_total{handler="cli.add",outcome="succeeded",queue="default"} 1.0' in (
+        metrics
+    )
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    probe = (
+        "import sys; from click.testing import CliRunner; from polyqueue.cli import cli; "
+        "result = CliRunner().invoke(cli, ['--help']); print(result.output); "
+        "print(sorted(m for m in ('rich', 'polyqueue.app', 'polyqueue.cli_inspect', "
+        "'polyqueue.demo', 'asyncpg') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    for command in ("admin", "db", "demo", "inspect", "migrate", "worker"):
+        assert f"  {command} " in result.stdout
+    assert "See or stop the embedded PostgreSQL." in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
