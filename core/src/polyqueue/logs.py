@@ -6,7 +6,9 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +20,11 @@ __all__ = [
     "configure_logging",
     "current_job_fields",
     "job_fields",
+    "log_with_traceback",
+    "user_frames",
 ]
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
 
 _JOB_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "polyqueue_job_fields", default=None
@@ -72,9 +78,40 @@ class JsonFormatter(logging.Formatter):
         entry.update(
             {k: getattr(record, k) for k in FIELDS if getattr(record, k, None) is not None}
         )
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
+
+
+def log_with_traceback(
+    logger: logging.Logger, level: int, traceback: str | None, message: str, *args: object
+) -> None:
+    """Log `message % args` with `traceback` (text, e.g. a stored one) where a formatter puts
+    an exception's: after the message as text, in the `exception` field as JSON."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, args, None)
+    record.exc_text = traceback.rstrip("\n") if traceback else None
+    logger.handle(record)
+
+
+def user_frames(traceback: str | None) -> str | None:
+    """A formatted traceback without the frames of Polyqueue's own modules (the executor,
+    middleware...), which say nothing about why the handler failed."""
+    if not traceback:
+        return traceback
+    kept: list[str] = []
+    skipping = False
+    for line in traceback.splitlines():
+        if line.startswith('  File "'):
+            skipping = line[len('  File "') :].startswith(_PACKAGE_DIR)
+        elif not line.startswith("    "):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from polyqueue.events import JobFailed, JobRetrying, JobStarted, JobSucceeded, JobTimedOut
+from polyqueue.logs import log_with_traceback, user_frames
 from polyqueue.plugins import emit
 
 if TYPE_CHECKING:
@@ -40,23 +41,37 @@ def report_finished(
         log.info("succeeded in %.3fs", outcome.duration)
         emit(manager, "polyqueue_job_succeeded", JobSucceeded(*common, outcome.duration))
     elif outcome.status == "scheduled":
-        log.warning(
-            "failed in %.3fs, retrying in %.2fs: %s: %s\n%s",
+        log_with_traceback(
+            log,
+            logging.WARNING,
+            user_frames(outcome.error_traceback),
+            "failed in %.3fs, retrying in %.2fs: %s: %s",
             outcome.duration,
             outcome.delay,
             outcome.error_type,
             outcome.error_message,
-            outcome.error_traceback or "",
         )
         event = JobRetrying(*common, outcome.duration, outcome.error_type or "", outcome.delay)
         emit(manager, "polyqueue_job_retrying", event)
     else:
-        log.error(
-            "failed in %.3fs for good: %s: %s\n%s",
+        expected = _expected(job, outcome)
+        log_with_traceback(
+            log,
+            logging.WARNING if expected else logging.ERROR,
+            None if expected else user_frames(outcome.error_traceback),
+            "failed in %.3fs for good: %s: %s",
             outcome.duration,
             outcome.error_type,
             outcome.error_message,
-            outcome.error_traceback or "",
         )
         event_failed = JobFailed(*common, outcome.duration, outcome.error_type or "")
         emit(manager, "polyqueue_job_failed", event_failed)
+
+
+def _expected(job: ClaimedJob, outcome: Outcome) -> bool:
+    """Whether a failure is one the handler or its settings asked for: a `TerminalError`
+    (or another terminal failure before the attempts ran out), or a timeout whose strategy
+    is `fail`. Those are one WARNING line; anything else is an ERROR with its traceback."""
+    if outcome.error_traceback is None or outcome.error_type == "TerminalError":
+        return True
+    return job.attempts_left and outcome.error_type != "SerializationError"
