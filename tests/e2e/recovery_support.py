@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 
+FAST: dict[str, Any] = {
+    "heartbeat_interval": 0.2,
+    "maintenance_interval": 0.2,
+    "scheduler_interval": 0.1,
+    "lease_seconds": 2.0,
+    "retry_backoff_base": 0.01,
+    "retry_backoff_max": 0.05,
+    "shutdown_grace_seconds": 5.0,
+}
+"""Settings under which the fault tests' faults resolve in seconds (workers in processes get
+them as POLYQUEUE_* variables); no assertion depends on them being met in time."""
+
 
 class WorkerProcess:
     """One `python <script>` worker process and its log file."""

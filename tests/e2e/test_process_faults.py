@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 from recovery_app import CREATE_RUNS_TABLE, RUNS_TABLE, Block, Work, register_handlers
-from recovery_support import require_alive, worker_processes
+from recovery_support import FAST, require_alive, worker_processes
 
 from polyqueue.testing.helpers import eventually
 
@@ -23,13 +23,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.2,
-    "maintenance_interval": 0.2,
-    "scheduler_interval": 0.1,
-    "lease_seconds": 2.0,
-    "retry_backoff_base": 0.01,
-    "retry_backoff_max": 0.05,
+FAULTS: dict[str, Any] = {
+    **FAST,
     "shutdown_grace_seconds": 1.0,
     "worker_stale_after": 2.0,
     "max_reclaims": 10,
@@ -70,7 +65,7 @@ async def test_a_frozen_worker_is_fenced_off_and_carries_on_under_a_new_id(
     async with app:
         ids = await app.enqueue_many("recovery.work", [Work(n=n, ms=300) for n in range(JOBS)])
     with worker_processes("recovery_app.py", clean_database, tmp_path) as processes:
-        a = processes.spawn(concurrency=4, **FAST)
+        a = processes.spawn(concurrency=4, **FAULTS)
 
         async def a_busy() -> bool:
             require_alive(a)
@@ -90,7 +85,7 @@ async def test_a_frozen_worker_is_fenced_off_and_carries_on_under_a_new_id(
                 first["id"],
             )
         }
-        b = processes.spawn(concurrency=4, **FAST)
+        b = processes.spawn(concurrency=4, **FAULTS)
 
         async def a_declared_dead_and_its_jobs_taken() -> bool:
             require_alive(b)
@@ -153,7 +148,7 @@ async def test_a_sync_handler_stuck_in_its_thread_does_not_keep_the_process_aliv
     async with app:
         job_id = await app.enqueue("recovery.stuck_sync", Block(release_file=str(release)))
     with worker_processes("recovery_app.py", clean_database, tmp_path) as processes:
-        a = processes.spawn(concurrency=2, **FAST)
+        a = processes.spawn(concurrency=2, **FAULTS)
 
         async def running() -> bool:
             require_alive(a)
@@ -175,7 +170,7 @@ async def test_a_worker_whose_loop_keeps_crashing_exits_non_zero(
     make_app, db, clean_database, tmp_path: Path
 ) -> None:
     with worker_processes("recovery_app.py", clean_database, tmp_path) as processes:
-        broken = processes.spawn(concurrency=2, test_break_scheduler=1, **FAST)
+        broken = processes.spawn(concurrency=2, test_break_scheduler=1, **FAULTS)
         assert await broken.exited(timeout=90) == 1
         assert broken.logged(r"the scheduler crashed \(1 in a row\)")
         assert broken.logged(r"Traceback")

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 from recovery_app import CREATE_RUNS_TABLE, RUNS_TABLE, Block, Work, register_handlers
-from recovery_support import require_alive, worker_processes
+from recovery_support import FAST, require_alive, worker_processes
 
 from polyqueue import JobContext, Polyqueue
 from polyqueue.embedded import EmbeddedPostgres
@@ -23,16 +23,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
-
-FAST = {  # for worker processes (POLYQUEUE_* variables)
-    "heartbeat_interval": 0.2,
-    "maintenance_interval": 0.2,
-    "scheduler_interval": 0.1,
-    "lease_seconds": 2.0,
-    "retry_backoff_base": 0.01,
-    "retry_backoff_max": 0.05,
-    "shutdown_grace_seconds": 5.0,
-}
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from pydantic import BaseModel
+from recovery_support import FAST
 
 from polyqueue import DatabaseUnavailableError, JobContext, Polyqueue
 from polyqueue.embedded import EmbeddedPostgres
@@ -27,15 +28,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-FAST: dict[str, Any] = {
+FAULTS: dict[str, Any] = {
+    **FAST,
     "concurrency": 10,
-    "heartbeat_interval": 0.2,
-    "maintenance_interval": 0.2,
-    "scheduler_interval": 0.1,
-    "lease_seconds": 2.0,
-    "retry_backoff_base": 0.01,
-    "retry_backoff_max": 0.05,
-    "shutdown_grace_seconds": 5.0,
     "worker_stale_after": 3.0,
     "max_reclaims": 10,
     "connect_timeout": 2.0,
@@ -68,7 +63,7 @@ def port_of(server: EmbeddedPostgres) -> int:
 
 def counting_app(url: str, runs: collections.Counter[int], **settings: Any) -> Polyqueue:
     """An app whose `faults.work` handler counts its executions per item."""
-    app = Polyqueue(database_url=url, queue_backend="postgres", **{**FAST, **settings})
+    app = Polyqueue(database_url=url, queue_backend="postgres", **{**FAULTS, **settings})
 
     @app.register("faults.work", max_attempts=10)
     async def work(payload: Item, ctx: JobContext) -> int:
@@ -186,7 +181,7 @@ async def test_a_black_holed_database_fails_calls_instead_of_hanging(
 ) -> None:
     """Bytes vanish without a reset: only the statement timeout can end the wait."""
     async with FaultProxy(port_of(server)) as proxy:
-        app = Polyqueue(database_url=proxy.url_for(server.url), **FAST)
+        app = Polyqueue(database_url=proxy.url_for(server.url), **FAULTS)
         async with app:
             proxy.set_mode("pause")
             with pytest.raises(DatabaseUnavailableError, match="database unavailable"):
@@ -210,7 +205,7 @@ async def test_a_worker_survives_a_black_hole_longer_than_its_lease(
 
             await eventually(under_way, timeout=30)
             proxy.set_mode("pause")
-            await asyncio.sleep(FAST["worker_stale_after"] + FAST["lease_seconds"])
+            await asyncio.sleep(FAULTS["worker_stale_after"] + FAULTS["lease_seconds"])
             proxy.set_mode("pass")
 
             async def all_succeeded() -> bool:
@@ -231,7 +226,7 @@ async def test_shutdown_with_the_database_gone_is_bounded_and_loses_nothing(
     by the next worker once the database is back."""
     release = asyncio.Event()
     runs: collections.Counter[int] = collections.Counter()
-    app = Polyqueue(database_url=server.url, **{**FAST, "shutdown_grace_seconds": 1.0})
+    app = Polyqueue(database_url=server.url, **{**FAULTS, "shutdown_grace_seconds": 1.0})
 
     @app.register("faults.held")
     async def held(payload: Item, ctx: JobContext) -> int:
@@ -254,7 +249,7 @@ async def test_shutdown_with_the_database_gone_is_bounded_and_loses_nothing(
         worker.stop()
         await asyncio.wait_for(task, timeout=60)  # a bound against hanging, not a timing
         await asyncio.to_thread(server.start)
-    second = Polyqueue(database_url=server.url, **FAST)
+    second = Polyqueue(database_url=server.url, **FAULTS)
     second.handlers.update(app.handlers)
     async with second, running_worker(second):
 
