@@ -296,6 +296,7 @@ async def test_admin_cancel_fail_requeue_by_id(env: dict[str, str]) -> None:
         "changed": 2,
         "ids": [a, b],
         "limit_reached": False,
+        "skipped": [],
     }
     assert (again["matched"], again["changed"], again["ids"]) == (1, 0, [])
     assert failed.splitlines() == ["matched 1, failed 1", f"failed: {c}"]
@@ -358,6 +359,8 @@ async def test_admin_by_filter_reports_the_limit(env: dict[str, str]) -> None:
     assert (limited["matched"], limited["changed"], limited["ids"]) == (2, 2, mail[1:])
     assert text.splitlines() == [
         "matched 2, cancelled 0",  # the newest two, failed just before
+        f"not cancelled: {mail[2]} (failed already: a finished job is not cancelled)",
+        f"not cancelled: {mail[1]} (failed already: a finished job is not cancelled)",
         "limit reached: only the newest 2 matching jobs were selected; run again or raise --limit",
     ]
     assert (rest["matched"], rest["changed"], rest["ids"]) == (1, 1, [mail[0]])
@@ -393,7 +396,7 @@ async def test_admin_dry_run_changes_nothing_and_predicts_the_change(env: dict[s
     }
     assert (by_id["matched"], by_id["would_change"], by_id["changed"]) == (1, 1, 0)
     assert real["changed"] == dry["would_change"]
-    assert re.search(rf"{mail[2]}\W+queued\W+skip \(queued\)", table), table
+    assert re.search(rf"{mail[2]}\W+queued\W+skip: queued: it is waiting to run already", table)
     assert re.search(rf"{mail[1]}\W+failed\W+requeue", table), table
     assert "dry run: matched 3, would requeue 2; nothing changed" in table
 
@@ -485,3 +488,68 @@ def test_help_says_what_since_accepts() -> None:
 
     assert result.returncode == 0
     assert "10m, 2h or 1d ago, or an ISO 8601" in " ".join(result.stdout.split())
+
+
+# -- one job shape, whole cells, why a job was left alone ------------------------------------------
+
+
+async def test_a_listed_job_has_the_shape_of_a_shown_job(env: dict[str, str]) -> None:
+    async with started_app(env) as app:
+        job_id = await app.enqueue("t.boom", Item(n=5))
+        await run_worker_until_finished(app, [job_id])
+
+    (listed,) = as_json("inspect", "jobs", "--name", "t.boom", env=env)  # type: ignore[misc]
+    shown = as_json("inspect", "jobs", "--id", str(job_id), env=env)
+
+    assert isinstance(shown, dict)
+    assert set(listed) <= set(shown)
+    for key in listed:
+        if key != "error":
+            assert listed[key] == shown[key], key
+    assert listed["error"] == {**shown["error"], "traceback": None}
+    assert listed["error"]["type"] == "ValueError"
+    assert "error_type" not in listed
+    assert shown["created_at"].endswith("+00:00")
+
+
+async def test_piped_tables_never_shorten_ids_or_names(env: dict[str, str]) -> None:
+    name = "t." + "very_long_handler_name_" * 6
+    async with started_app(env) as app:
+
+        @app.register(name, queue="reports")
+        async def long(payload: Item) -> None:
+            return None
+
+        await app.enqueue(name, Item(n=1))
+
+    narrow = {**env, "COLUMNS": "40"}
+    for args in (("inspect", "jobs"), ("inspect", "jobs", "--wide")):
+        table = ok(*args, env=narrow)
+        assert name in table
+        assert "…" not in table
+
+
+async def test_admin_cancel_says_why_a_matched_job_was_not_cancelled(
+    env: dict[str, str],
+) -> None:
+    async with started_app(env) as app:
+        done = await app.enqueue("t.echo", Item(n=1))
+        await run_worker_until_finished(app, [done])
+        waiting = await app.enqueue("t.echo", Item(n=2))
+        gone = await app.enqueue("t.echo", Item(n=3))
+        await app.cancel(gone)
+
+    args = ("admin", "cancel", "--id", str(done), "--id", str(waiting), "--id", str(gone))
+    text = ok(*args, env=env)
+    assert "matched 3, cancelled 1" in text
+    assert f"not cancelled: {done} (succeeded already: a finished job is not cancelled)" in text
+    assert f"not cancelled: {gone} (cancelled already)" in text
+
+    report = as_json(*args, env=env)
+    assert isinstance(report, dict)
+    assert report["changed"] == 0
+    assert {entry["id"]: entry["status"] for entry in report["skipped"]} == {
+        done: "succeeded",
+        waiting: "cancelled",
+        gone: "cancelled",
+    }

@@ -30,6 +30,19 @@ DONE = {"requeue": "requeued", "cancel": "cancelled", "fail": "failed"}
 SHOWN_IDS = 20
 
 
+def skip_reason(action: str, status: str) -> str:
+    """Why `action` leaves a job in `status` as it is."""
+    if status in ACTION_SOURCES[action]:  # it could, when selected: someone changed it since
+        return f"was {status} when selected, then changed before the {action}"
+    if action == "requeue":
+        if status == "succeeded":
+            return "succeeded: a succeeded job is not run again"
+        return f"{status}: it is waiting to run already"
+    if status == DONE[action]:
+        return f"{DONE[action]} already"
+    return f"{status} already: a finished job is not {DONE[action]}"
+
+
 @click.group(short_help="Requeue, fail or cancel jobs by id or by filter.")
 def admin() -> None:
     """Change jobs: requeue, fail or cancel them by --id or by filter (try --dry-run first)."""
@@ -47,6 +60,15 @@ class Selection:
     def ids(self) -> list[int]:
         """The matched ids."""
         return [job_id for job_id, _ in self.jobs]
+
+    def skipped(self, action: str) -> list[dict[str, Any]]:
+        """The matched jobs the action did not change, each with the reason."""
+        changed = set(self.changed)
+        return [
+            {"id": job_id, "status": status, "reason": skip_reason(action, status)}
+            for job_id, status in self.jobs
+            if job_id not in changed
+        ]
 
 
 def admin_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,6 +196,8 @@ def _report(action: str, selection: Selection, dry_run: bool) -> dict[str, Any]:
         "ids": selection.ids if dry_run else selection.changed,
         "limit_reached": selection.limit_reached,
     }
+    if not dry_run:
+        report["skipped"] = selection.skipped(action)
     if dry_run:
         report["would_change"] = len(_would_change(action, selection))
         report["jobs"] = [{"id": job_id, "status": status} for job_id, status in selection.jobs]
@@ -190,7 +214,11 @@ def _print_dry_run(action: str, selection: Selection, limit: int) -> None:
         for column in ("ID", "Status", "Would"):
             table.add_column(column)
         for job_id, status in selection.jobs:
-            would = action if status in ACTION_SOURCES[action] else f"skip ({status})"
+            would = (
+                action
+                if status in ACTION_SOURCES[action]
+                else f"skip: {skip_reason(action, status)}"
+            )
             table.add_row(plain(job_id), plain(status), plain(would))
         console().print(table)
     count = len(_would_change(action, selection))
@@ -204,6 +232,11 @@ def _print_changes(action: str, selection: Selection, limit: int) -> None:
         shown = ", ".join(str(job_id) for job_id in selection.changed[:SHOWN_IDS])
         more = len(selection.changed) - SHOWN_IDS
         click.echo(f"{DONE[action]}: {shown}" + (f" and {more} more" if more > 0 else ""))
+    skipped = selection.skipped(action)
+    for entry in skipped[:SHOWN_IDS]:
+        click.echo(f"not {DONE[action]}: {entry['id']} ({entry['reason']})")
+    if len(skipped) > SHOWN_IDS:
+        click.echo(f"not {DONE[action]}: {len(skipped) - SHOWN_IDS} more (see --json)")
     _warn_limit(selection, limit)
 
 

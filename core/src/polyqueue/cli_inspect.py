@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["inspect"]
 
 JSON_HELP = "Print JSON on stdout instead of a table."
+WIDE_HELP = "Never shorten cells to fit the terminal (as when stdout is not a terminal)."
 
 
 @click.group(short_help="Look at jobs, queues and workers (read-only).")
@@ -52,7 +53,8 @@ def inspect() -> None:
     help="Throughput counts jobs finished in this window (30s, 10m, 2h, 1d).",
 )
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def stats(window: timedelta, as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def stats(window: timedelta, as_json: bool, wide: bool) -> None:
     """Per queue and status: how many jobs, the oldest queued job's age, and throughput
     (jobs that finished in the window / the window's length, in jobs per minute)."""
     rows = stats_rows(asyncio.run(_stats(window.total_seconds())), window.total_seconds())
@@ -61,7 +63,7 @@ def stats(window: timedelta, as_json: bool) -> None:
     elif not rows:
         click.echo("no jobs")
     else:
-        console().print(_stats_table(rows, window))
+        console(wide=wide).print(_stats_table(rows, window))
 
 
 async def _stats(window_seconds: float) -> list[Record]:
@@ -115,7 +117,8 @@ def _stats_table(rows: list[dict[str, Any]], window: timedelta) -> Table:
 @inspect.command(short_help="Registered workers: queues, current jobs, heartbeat age, status.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def workers(limit: int, as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def workers(limit: int, as_json: bool, wide: bool) -> None:
     """Registered workers, newest first: id, host, pid, queues, current jobs, heartbeat age."""
     rows = [dict(row) for row in asyncio.run(_workers(limit))]
     if as_json:
@@ -123,7 +126,7 @@ def workers(limit: int, as_json: bool) -> None:
     elif not rows:
         click.echo("no workers")
     else:
-        console().print(_workers_table(rows))
+        console(wide=wide).print(_workers_table(rows))
 
 
 async def _workers(limit: int) -> list[Record]:
@@ -156,22 +159,39 @@ def _workers_table(rows: list[dict[str, Any]]) -> Table:
 @job_filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def jobs(job_id: int | None, limit: int, as_json: bool, **filters: Any) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def jobs(job_id: int | None, limit: int, as_json: bool, wide: bool, **filters: Any) -> None:
     """Jobs matching every filter given, newest first; or one job in full with --id
-    (payload, result, attempts, the last error and its traceback)."""
+    (payload, result, attempts, the last error and its traceback).
+
+    With --json, each job has the fields `--id --json` shows, in the same shapes (the last
+    error as `error: {type, message, traceback}` or null), less the payload, result,
+    headers and traceback."""
     job_filter = JobFilter(**filters)
     if job_id is not None:
         if not job_filter.empty:
             raise click.UsageError("--id shows one job: leave out the filters")
-        _show_job(asyncio.run(_job(job_id)), as_json)
+        _show_job(asyncio.run(_job(job_id)), as_json, wide)
         return
-    rows = [dict(row) for row in asyncio.run(_find(job_filter, limit))]
+    rows = [listed_job(row) for row in asyncio.run(_find(job_filter, limit))]
     if as_json:
         echo_json(rows)
     elif not rows:
         click.echo("no matching jobs")
     else:
-        console().print(_jobs_table(rows))
+        console(wide=wide).print(_jobs_table(rows))
+
+
+def listed_job(row: Record) -> dict[str, Any]:
+    """A `job_find` row in the shape of `Job` (the last error nested, as `--id` has it)."""
+    data = dict(row)
+    error_type, message = data.pop("error_type"), data.pop("error_message")
+    data["error"] = (
+        None
+        if error_type is None
+        else {"type": error_type, "message": message or "", "traceback": None}
+    )
+    return data
 
 
 async def _job(job_id: int) -> Job:
@@ -195,7 +215,7 @@ def _jobs_table(rows: list[dict[str, Any]]) -> Table:
     for column in ("ID", "Name", "Queue", "Status", "Attempt", "Created", "Last error"):
         table.add_column(column, justify="right" if column in {"ID", "Attempt"} else "left")
     for row in rows:
-        error = f"{row['error_type']}: {row['error_message']}" if row["error_type"] else None
+        error = f"{row['error']['type']}: {row['error']['message']}" if row["error"] else None
         table.add_row(
             plain(row["id"]),
             plain(row["name"]),
@@ -208,11 +228,11 @@ def _jobs_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _show_job(job: Job, as_json: bool) -> None:
+def _show_job(job: Job, as_json: bool, wide: bool) -> None:
     if as_json:
-        click.echo(job.model_dump_json())
+        echo_json(job.model_dump())
         return
-    out = console()
+    out = console(wide=wide)
     out.print(_job_table(job))
     out.print("payload:", json.dumps(job.payload, indent=2), sep="\n", markup=False)
     if job.result is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,6 +49,7 @@ DURATION_HELP = "a duration like 30s, 10m, 2h or 1d"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _AGE_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_UNLIMITED = 100_000  # columns: wider than any table, which rich sizes to its content
 
 
 def parse_duration(value: str) -> timedelta | None:
@@ -159,8 +162,11 @@ async def open_app() -> AsyncIterator[Polyqueue]:
         yield app
 
 
-def console() -> Console:
-    """A console on stdout for tables (plain text when stdout is not a terminal)."""
+def console(*, wide: bool = False) -> Console:
+    """A console on stdout for tables: plain text when stdout is not a terminal, and then (or
+    when `wide`) as wide as the table needs, so that ids and names are never shortened."""
+    if wide or not sys.stdout.isatty():
+        return Console(highlight=False, emoji=False, width=_UNLIMITED, soft_wrap=True)
     return Console(highlight=False, emoji=False)
 
 
@@ -190,6 +196,8 @@ def jsonable(value: Any) -> Any:
     """`value` with datetimes as ISO strings and decimals as floats, for `json.dumps`."""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dict):
