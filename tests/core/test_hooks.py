@@ -653,3 +653,31 @@ async def test_the_plugins_in_writing_a_plugin_run(make_app: Any, db: Any) -> No
         compact.dumps({"x": float("nan")})
     (line,) = docs["migrations"].polyqueue_register_migrations()
     assert (line.name, line.package) == ("mybroker", "polyqueue_mybroker")
+
+
+class NotOurs(TerminalError):
+    """A user's own kind of terminal failure."""
+
+
+async def test_a_terminal_error_subclass_is_one_warning_line(
+    make_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(JobFieldsFilter())
+    caplog.set_level(logging.INFO)
+    app = make_app()
+
+    @app.register("log.subclass", max_attempts=1)
+    async def log_subclass(payload: Text) -> None:
+        raise NotOurs("refused")
+
+    async with working(app):
+        job_id = await app.enqueue("log.subclass", Text(text="x"))
+        assert (await app.wait_for(job_id, timeout=30)).status.value == "failed"
+    (failed,) = [
+        r
+        for r in caplog.records
+        if getattr(r, "job_id", None) == job_id and "for good" in r.getMessage()
+    ]
+    assert failed.levelno == logging.WARNING
+    assert failed.exc_text is None
+    assert failed.getMessage().endswith("for good: NotOurs: refused")

@@ -137,7 +137,8 @@ class Executor:
         """A retry after backoff, or a failure if `exc` is terminal or attempts are spent."""
         terminal = isinstance(exc, TerminalError | SerializationError)
         if terminal or not job.attempts_left:
-            return _error_outcome(job, "failed", exc)
+            outcome = _error_outcome(job, "failed", exc)
+            return replace(outcome, expected=isinstance(exc, TerminalError))
         delay = self._retry.delay(job.attempt - job.attempt_base)
         return _error_outcome(job, "scheduled", exc, delay=delay)
 

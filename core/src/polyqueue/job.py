@@ -151,3 +151,6 @@ class Outcome:
     """Seconds the handler ran (not stored: for metrics and logs)."""
     timed_out: bool = False
     """Whether the attempt passed its time limit (not stored: for metrics and logs)."""
+    expected: bool = False
+    """Whether the handler asked for this failure: a `TerminalError` (any subclass) raised
+    by it (not stored: for logs)."""

@@ -72,6 +72,6 @@ def _expected(job: ClaimedJob, outcome: Outcome) -> bool:
     """Whether a failure is one the handler or its settings asked for: a `TerminalError`
     (or another terminal failure before the attempts ran out), or a timeout whose strategy
     is `fail`. Those are one WARNING line; anything else is an ERROR with its traceback."""
-    if outcome.error_traceback is None or outcome.error_type == "TerminalError":
+    if outcome.expected or outcome.error_traceback is None:
         return True
     return job.attempts_left and outcome.error_type != "SerializationError"

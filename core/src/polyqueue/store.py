@@ -7,13 +7,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, StoreError
 from polyqueue.job import ClaimedJob, Job, NewJobs, Outcome
 from polyqueue.pgconnect import ConnectionOptions
+from polyqueue.settings import describe_database_url as describe_url
 from polyqueue.sql import load_queries
 from polyqueue.store_errors import CONNECTION_ERRORS, translate_errors
 from polyqueue.store_inspection import InspectionQueries
@@ -37,14 +37,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Executor = Any  # an asyncpg Connection or Pool: anything with execute/fetch/fetchrow
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{parts.username or ''}@{host}{port}{parts.path}"
 
 
 @dataclass(frozen=True, slots=True)
