@@ -56,6 +56,8 @@ async def run_backend(  # noqa: PLR0917  (the servers, each its own)
                 _progress(backend, fault.name, cycle, incident)
         cluster.current_fault = "drain"
         await _drain(cluster, plan.drain_timeout)
+        for process in cluster.every_process:  # what each wrote since its last poll
+            process.poll_events()
         figures = await verdict(cluster, [f.name for f in faults])
     finally:
         await cluster.close()
