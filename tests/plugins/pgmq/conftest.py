@@ -9,7 +9,10 @@ import asyncpg
 import pytest
 
 from polyqueue.testing.servers import PostgresServer, create_database, drop_database
-from polyqueue_pgmq import install
+from polyqueue_pgmq import PgmqBroker, install
+
+BROKER_LEASE = 1.0
+"""The lease of the `broker` fixture: short, so lease-expiry cases stay quick."""
 
 
 @pytest.fixture
@@ -44,3 +47,20 @@ async def empty_database(polyqueue_postgres: PostgresServer) -> AsyncIterator[st
     url = await create_database(polyqueue_postgres, name)
     yield url
     await drop_database(polyqueue_postgres, name)
+
+
+@pytest.fixture
+async def broker(pgmq_database: str, pgmq_prefix: str) -> AsyncIterator[PgmqBroker]:
+    """A started PGMQ broker on the module's database, with this test's queue prefix."""
+    async with PgmqBroker(
+        pgmq_database, lease_seconds=BROKER_LEASE, queue_prefix=pgmq_prefix
+    ) as started:
+        yield started
+
+
+@pytest.fixture
+async def db(pgmq_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the module's database, for writing into PGMQ's tables."""
+    connection = await asyncpg.connect(pgmq_database)
+    yield connection
+    await connection.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,19 +17,6 @@ from polyqueue_pgmq import PgmqBroker
 
 LEASE = 1.0
 QUEUE = "work"
-
-
-@pytest.fixture
-async def broker(pgmq_database: str, pgmq_prefix: str) -> AsyncIterator[PgmqBroker]:
-    async with PgmqBroker(pgmq_database, lease_seconds=LEASE, queue_prefix=pgmq_prefix) as broker:
-        yield broker
-
-
-@pytest.fixture
-async def db(pgmq_database: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(pgmq_database)
-    yield connection
-    await connection.close()
 
 
 async def test_a_stale_ack_leaves_the_redelivered_message(

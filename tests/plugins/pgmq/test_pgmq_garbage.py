@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -32,19 +31,6 @@ ROWS = [  # (message, headers) as JSON texts, or NULL
     ('"x"', '{"polyqueue_encoding": "text", "deep": ' + DEEP + "}"),
     ('"' + "y" * (1 << 20) + '"', '{"polyqueue_encoding": "text"}'),
 ]
-
-
-@pytest.fixture
-async def broker(pgmq_database: str, pgmq_prefix: str) -> AsyncIterator[PgmqBroker]:
-    async with PgmqBroker(pgmq_database, lease_seconds=LEASE, queue_prefix=pgmq_prefix) as broker:
-        yield broker
-
-
-@pytest.fixture
-async def db(pgmq_database: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(pgmq_database)
-    yield connection
-    await connection.close()
 
 
 async def test_garbage_rows_are_delivered_raw_and_settle(
