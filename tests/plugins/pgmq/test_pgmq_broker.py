@@ -15,7 +15,6 @@ from polyqueue.notices import decode_notice, encode_notice
 from polyqueue.testing.contract import receive_until
 from polyqueue_pgmq import PgmqBroker
 
-LEASE = 1.0
 QUEUE = "work"
 
 
