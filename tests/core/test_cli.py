@@ -312,7 +312,8 @@ def test_help_lists_every_command_without_importing_them() -> None:
     probe = (
         "import sys; from click.testing import CliRunner; from polyqueue.cli import cli; "
         "result = CliRunner().invoke(cli, ['--help']); print(result.output); "
-        "print(sorted(m for m in ('rich', 'polyqueue.app', 'polyqueue.cli_inspect', "
+        "print(sorted(m for m in ('rich', 'polyqueue.app', 'polyqueue.cli.inspect', "
+        "'polyqueue.cli.admin', 'polyqueue.cli.db', 'polyqueue.cli.support', "
         "'polyqueue.demo', 'asyncpg') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -322,3 +323,14 @@ def test_help_lists_every_command_without_importing_them() -> None:
         assert f"  {command} " in result.stdout
     assert "See or stop the embedded PostgreSQL." in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_python_m_runs_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "polyqueue.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "  worker " in result.stdout

@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from polyqueue import JobStatus, Polyqueue
-from polyqueue.cli_admin import ACTION_SOURCES
+from polyqueue.cli.admin import ACTION_SOURCES
 from polyqueue.sql import load_queries
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from polyqueue.cli_support import JobFilter, console, echo_json, job_filter_options, open_app, plain
+from polyqueue.cli.support import JobFilter, console, echo_json, job_filter_options, open_app, plain
 from polyqueue.exceptions import JobNotFoundError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from polyqueue.cli_support import (
+from polyqueue.cli.support import (
     JobFilter,
     age,
     console,

@@ -1,9 +1,8 @@
-"""The `polyqueue` command line: `demo`, `migrate`, `worker APP`, `inspect ...`, `admin ...`.
+"""The root `polyqueue` group and its own commands `demo`, `migrate` and `worker APP`.
 
-Every command reports a `PolyqueueError` as one `error: ...` line on stderr with exit code 1,
-and bad usage (an APP that names no app, an invalid option value) as one such line with exit
-code 2, never as a traceback. Commands whose output is data take `--json`. A new command or
-group is added with `cli.add_command(...)`.
+The group turns errors into one `error: ...` line (see the package docstring) and imports the
+groups of `LAZY_COMMANDS` (`inspect`, `admin`, `db`: one module each in this package) only
+when one of them runs. A new command or group is added with `cli.add_command(...)`.
 """
 
 from __future__ import annotations
@@ -35,9 +34,9 @@ _SHOWS_HELP: tuple[type[Exception], ...] = tuple(
 
 
 LAZY_COMMANDS = {
-    "inspect": ("polyqueue.cli_inspect:inspect", "Look at jobs, queues and workers (read-only)."),
-    "admin": ("polyqueue.cli_admin:admin", "Requeue, fail or cancel jobs by id or by filter."),
-    "db": ("polyqueue.cli_db:db", "See or stop the embedded PostgreSQL."),
+    "inspect": ("polyqueue.cli.inspect:inspect", "Look at jobs, queues and workers (read-only)."),
+    "admin": ("polyqueue.cli.admin:admin", "Requeue, fail or cancel jobs by id or by filter."),
+    "db": ("polyqueue.cli.db:db", "See or stop the embedded PostgreSQL."),
 }
 """Command groups imported only when run (name: "module:attribute", short help), so that
 `polyqueue --help` loads neither rich nor the app."""
@@ -154,7 +153,7 @@ def _report_migrations(schema: str, applied: list[str], as_json: bool) -> None:
 
 async def _migrate(settings: PolyqueueSettings) -> list[str]:
     """The core's migrations, then every plugin's migration line; labels of those applied."""
-    from polyqueue.cli_support import open_store  # noqa: PLC0415 -- fast `--help`
+    from polyqueue.cli.support import open_store  # noqa: PLC0415 -- fast `--help`
     from polyqueue.migrations import migrate_all, migration_labels  # noqa: PLC0415
     from polyqueue.plugins import create_plugin_manager, migration_lines  # noqa: PLC0415
 
@@ -259,7 +258,3 @@ def _prometheus(port: int, addr: str) -> object:
 def main() -> None:
     """The `polyqueue` console script."""
     cli()
-
-
-if __name__ == "__main__":
-    main()
