@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, get_args, get_origin
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from polyqueue.exceptions import ConfigurationError
+from polyqueue.redaction import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
+    from pydantic_core import ErrorDetails
 
 __all__ = [
     "ENV_PREFIX",
@@ -18,13 +32,15 @@ __all__ = [
     "TimeoutStrategy",
     "check_database_url",
     "describe_database_url",
+    "env_variable",
     "load_settings",
+    "load_settings_model",
 ]
 
 ENV_PREFIX = "POLYQUEUE_"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_SECRET_FIELDS = frozenset({"database_url"})  # may carry a password: never echoed
+_SECRET_FIELDS = ("database_url",)  # may carry a password: never echoed
 
 TimeoutStrategy = Literal["retry", "fail", "ignore"]
 
@@ -123,8 +139,8 @@ class PolyqueueSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems = [
-            f"{_variable(a)} ({getattr(self, a):g}) must be greater than {_variable(b)}"
-            f" ({getattr(self, b):g}): {why}"
+            f"{env_variable(type(self), a)} ({getattr(self, a):g}) must be greater than"
+            f" {env_variable(type(self), b)} ({getattr(self, b):g}): {why}"
             for a, b, why in _MUST_EXCEED
             if getattr(self, a) <= getattr(self, b)
         ]
@@ -181,51 +197,89 @@ def _check_host(host: str) -> None:
         raise ValueError(f"port {unquote(port)!r} is not a number from 1 to {_MAX_PORT}")
 
 
-def describe_database_url(url: str) -> str:
-    """The URL without its password, for messages and logs; never raises, even on a URL
-    that does not parse (it is then shown without what follows the password)."""
-    try:
-        parts = urlsplit(url)
-        path = parts.path
-    except ValueError:
-        parts, path = None, ""
-    netloc = parts.netloc if parts else url.partition("://")[2].partition("/")[0]
-    userinfo, at, hosts = netloc.rpartition("@")
-    user = userinfo.partition(":")[0] if at else ""
-    return f"postgresql://{user}@{hosts or 'localhost'}{path}"
+describe_database_url = redact_url
+"""The URL without its password: `polyqueue.redaction.redact_url`, under its former name."""
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(**overrides: Any) -> PolyqueueSettings:
     """Build settings from the environment and `overrides`; errors name the variable."""
-    unknown = sorted(set(overrides) - set(PolyqueueSettings.model_fields))
+    return load_settings_model(PolyqueueSettings, overrides, secret_fields=_SECRET_FIELDS)
+
+
+def load_settings_model(
+    model: type[SettingsT],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    what: str = "settings",
+    secret_fields: Collection[str] = (),
+) -> SettingsT:
+    """Build the pydantic-settings `model` from the environment and `overrides`, or raise
+    `ConfigurationError` naming what is wrong. Core and plugins build their settings so.
+
+    An override that is not a field of `model` is refused, listing the known ones. A value
+    that fails validation gives `invalid <what>: <VARIABLE>: <reason> (got <value>)`, one
+    such part per problem (`env_variable` names the variable), and a check across fields
+    gives its own message. The value is never shown for `SecretStr`, `SecretBytes` and
+    `Secret[...]` fields nor for those in `secret_fields` (URLs or connection strings that
+    may hold a password); any other text is shown through `redact_url`.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(model.model_fields) - _aliases(model).keys())
     if unknown:
         raise ConfigurationError(
             f"unknown setting(s): {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(PolyqueueSettings.model_fields))}"
+            f"known: {', '.join(sorted(model.model_fields))}"
         )
     try:
-        return PolyqueueSettings(**overrides)
-    except ValidationError as exc:
-        raise ConfigurationError(_describe(exc)) from exc
+        return model(**overrides)
+    except ValidationError as exc:  # not chained: pydantic's message repeats every input
+        problems = "; ".join(_problem(model, error, secret_fields) for error in exc.errors())
+        raise ConfigurationError(f"invalid {what}: {problems}") from None
 
 
-def _variable(field: str) -> str:
-    """The environment variable of a field (errors report either the field or its alias)."""
-    if field.upper().startswith(ENV_PREFIX):
-        return field.upper()
-    if field == "schema_name":
-        return "POLYQUEUE_SCHEMA"
-    return ENV_PREFIX + field.upper()
+def env_variable(model: type[BaseSettings], name: str) -> str:
+    """The environment variable that field `name` of `model` is read from (`name` may be the
+    field's alias, as validation errors report it)."""
+    field = model.model_fields.get(name)
+    if field is None:  # an alias is the variable itself
+        return name.upper()
+    alias = field.validation_alias or field.alias
+    if isinstance(alias, str):
+        return alias.upper()
+    return (model.model_config.get("env_prefix", "") + name).upper()
 
 
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        if not error["loc"]:  # settings that contradict each other: the message names them
-            problems.append(error["msg"].removeprefix("Value error, "))
-            continue
-        field = str(error["loc"][0])
-        variable = _variable(field)
-        shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
-        problems.append(f"{variable}: {error['msg']}{shown}")
-    return "invalid settings: " + "; ".join(problems)
+def _problem(model: type[BaseSettings], error: ErrorDetails, secret_fields: Collection[str]) -> str:
+    """One validation error of `model` as `VARIABLE: reason (got value)`."""
+    if not error["loc"]:  # settings that contradict each other: the message names them
+        return error["msg"].removeprefix("Value error, ")
+    name = str(error["loc"][0])
+    field = _aliases(model).get(name, name)
+    secret = field in secret_fields or (
+        field in model.model_fields and _is_secret(model.model_fields[field].annotation)
+    )
+    value = error.get("input")
+    shown = repr(redact_url(value)) if isinstance(value, str) else redact_url(repr(value))
+    got = "" if secret else f" (got {shown})"
+    return f"{env_variable(model, name)}: {error['msg']}{got}"
+
+
+def _aliases(model: type[BaseSettings]) -> dict[str, str]:
+    """The fields of `model` that have an alias, by alias."""
+    aliases = {}
+    for field, info in model.model_fields.items():
+        for alias in (info.validation_alias, info.alias):
+            if isinstance(alias, str):
+                aliases[alias] = field
+    return aliases
+
+
+def _is_secret(annotation: Any) -> bool:
+    """Whether a field's type is one of pydantic's secrets, alone or in a union."""
+    if isinstance(annotation, type) and issubclass(annotation, (SecretStr, SecretBytes, Secret)):
+        return True
+    if get_origin(annotation) is Secret:
+        return True
+    return any(_is_secret(arg) for arg in get_args(annotation))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from polyqueue.exceptions import ConfigurationError
+from polyqueue.settings import load_settings_model
 
 __all__ = ["ENV_PREFIX", "AzureBrokerSettings", "load_azure_settings"]
 
@@ -93,16 +93,8 @@ class AzureBrokerSettings(BaseSettings):
 
 
 def load_azure_settings(**overrides: Any) -> AzureBrokerSettings:
-    """Settings from the environment and `overrides`; errors name the variable."""
-    try:
-        return AzureBrokerSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise ConfigurationError(f"invalid Azure Service Bus broker settings: {problems}") from None
-
-
-def _describe(error: Any) -> str:
-    location = error["loc"]
-    if not location:  # a check across fields: its message names the variables
-        return str(error["msg"]).removeprefix("Value error, ")
-    return f"{ENV_PREFIX}{str(location[0]).upper()}: {error['msg']}"
+    """Settings from the environment and `overrides`; errors name the variable, never the
+    connection string (a `SecretStr`)."""
+    return load_settings_model(
+        AzureBrokerSettings, overrides, what="Azure Service Bus broker settings"
+    )

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from polyqueue.exceptions import ConfigurationError
+from polyqueue.settings import load_settings_model
 
 __all__ = ["ENV_PREFIX", "PgmqBrokerSettings", "load_pgmq_settings"]
 
 ENV_PREFIX = "POLYQUEUE_PGMQ_"
 _PREFIX = re.compile(r"^[a-z0-9_]{0,30}$")
-_SECRET_FIELDS = frozenset({"database_url"})  # may carry a password: never echoed
+_SECRET_FIELDS = ("database_url",)  # may carry a password: never echoed
 
 
 class PgmqBrokerSettings(BaseSettings):
@@ -58,16 +58,6 @@ class PgmqBrokerSettings(BaseSettings):
 
 def load_pgmq_settings(**overrides: Any) -> PgmqBrokerSettings:
     """Settings from the environment and `overrides`; errors name the variable."""
-    try:
-        return PgmqBrokerSettings(**overrides)
-    except ValidationError as exc:
-        raise ConfigurationError(f"invalid PGMQ broker settings: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        shown = "" if field in _SECRET_FIELDS else f" (got {error.get('input')!r})"
-        problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
-    return "; ".join(problems)
+    return load_settings_model(
+        PgmqBrokerSettings, overrides, what="PGMQ broker settings", secret_fields=_SECRET_FIELDS
+    )

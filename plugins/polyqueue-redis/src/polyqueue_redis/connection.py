@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from polyqueue.backoff import Backoff
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
-from polyqueue_redis.settings import redact_url
+from polyqueue.redaction import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

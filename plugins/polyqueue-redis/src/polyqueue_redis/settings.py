@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from polyqueue.exceptions import ConfigurationError
+from polyqueue.redaction import redact_url  # its former home: still importable here
+from polyqueue.settings import load_settings_model
 
 __all__ = ["ENV_PREFIX", "RedisBrokerSettings", "load_redis_settings", "redact_url"]
 
@@ -51,23 +52,8 @@ class RedisBrokerSettings(BaseSettings):
 
 
 def load_redis_settings(**overrides: Any) -> RedisBrokerSettings:
-    """Settings from the environment and `overrides`; errors name the variable."""
-    try:
-        return RedisBrokerSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors()
-        )
-        raise ConfigurationError(f"invalid Redis broker settings: {problems}") from None
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """Settings from the environment and `overrides`; errors name the variable, never the URL
+    (it may hold a password)."""
+    return load_settings_model(
+        RedisBrokerSettings, overrides, what="Redis broker settings", secret_fields=("url",)
+    )

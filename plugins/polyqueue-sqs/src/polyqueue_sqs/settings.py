@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from polyqueue.exceptions import ConfigurationError
+from polyqueue.settings import load_settings_model
 
 __all__ = ["ENV_PREFIX", "MAX_WAIT_SECONDS", "SqsBrokerSettings", "load_sqs_settings"]
 
@@ -71,15 +71,4 @@ class SqsBrokerSettings(BaseSettings):
 
 def load_sqs_settings(**overrides: Any) -> SqsBrokerSettings:
     """Settings from the environment and `overrides`; errors name the variable."""
-    try:
-        return SqsBrokerSettings(**overrides)
-    except ValidationError as exc:
-        raise ConfigurationError(f"invalid SQS broker settings: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
-    return "; ".join(problems)
+    return load_settings_model(SqsBrokerSettings, overrides, what="SQS broker settings")
