@@ -49,7 +49,7 @@ async def make_app(clean_database: str) -> AsyncIterator[AppFactory]:
 
     yield factory
     for app in apps:
-        if app._store is not None:
+        if app.started:
             await app.close()
 
 

@@ -1,6 +1,6 @@
 """Garbage rows written by hand into `broker_messages` never stop the `postgres` broker.
 
-The broker's own `receive` and a worker's `job_claim_notices` (which leases notices and
+The broker's own `receive` and a worker's `receive_claiming` (which leases notices and
 claims their jobs in one statement) both read the table; each must lease, drop and go past
 whatever is there.
 """
@@ -31,7 +31,7 @@ BODIES = [
     b'{"job_id":0}',
     b'{"job_id":-4}',
     b'{"job_id":987654321}',  # no such job
-    b'{"job_id":999999999999999999}',  # 18 digits: parsed by job_claim_notices' pattern
+    b'{"job_id":999999999999999999}',  # 18 digits: parsed by message_receive_claiming's pattern
     b'{"job_id":9223372036854775807}',  # the largest bigint, no such job
     b'{"job_id":99999999999999999999999}',  # beyond bigint
     b'{"job_id": 1e400}',

@@ -14,7 +14,7 @@ from asyncpg import exceptions as pg
 from polyqueue import BrokerUnavailableError, DatabaseUnavailableError, StoreError
 from polyqueue.listener import Listener
 from polyqueue.pgconnect import ConnectionOptions
-from polyqueue.store_errors import connection_lost, translate_errors
+from polyqueue.store.errors import connection_lost, translate_errors
 from polyqueue.testing.helpers import eventually
 from polyqueue.testing.proxy import FaultProxy
 

@@ -166,7 +166,7 @@ def test_a_schedule_far_behind_jumps_to_its_latest_tick() -> None:
 async def test_first_sight_records_the_latest_tick_without_firing(make_app, db) -> None:
     app = cron_app(make_app, "* * * * *", "first_sight")
     async with app:
-        report = await Maintenance(app).run_once(now=T0)
+        report = await Maintenance(app.runtime).run_once(now=T0)
 
     assert report.leader
     assert report.cron_jobs == []
@@ -177,11 +177,11 @@ async def test_first_sight_records_the_latest_tick_without_firing(make_app, db) 
 async def test_a_due_tick_fires_exactly_one_job_with_its_key(make_app, db) -> None:
     app = cron_app(make_app, "* * * * *", "minutely")
     async with app:
-        await Maintenance(app).run_once(now=T0)
+        await Maintenance(app.runtime).run_once(now=T0)
 
-        not_yet = await Maintenance(app).run_once(now=at(0, 0, 59))
-        due = await Maintenance(app).run_once(now=at(0, 1, 5))
-        again = await Maintenance(app).run_once(now=at(0, 1, 30))
+        not_yet = await Maintenance(app.runtime).run_once(now=at(0, 0, 59))
+        due = await Maintenance(app.runtime).run_once(now=at(0, 1, 5))
+        again = await Maintenance(app.runtime).run_once(now=at(0, 1, 30))
 
         assert not_yet.cron_jobs == []
         assert len(due.cron_jobs) == 1
@@ -202,9 +202,11 @@ async def test_a_due_tick_fires_exactly_one_job_with_its_key(make_app, db) -> No
 async def test_consecutive_rounds_fire_consecutive_ticks(make_app, db) -> None:
     app = cron_app(make_app, "* * * * * *", "secondly")
     async with app:
-        await Maintenance(app).run_once(now=at(0, 0, 0))
+        await Maintenance(app.runtime).run_once(now=at(0, 0, 0))
         for second in range(1, 6):
-            await Maintenance(app).run_once(now=at(0, 0, second) + timedelta(milliseconds=300))
+            await Maintenance(app.runtime).run_once(
+                now=at(0, 0, second) + timedelta(milliseconds=300)
+            )
 
     assert [k for k, _ in await cron_jobs(db, "secondly")] == [
         key("secondly", at(0, 0, s)) for s in range(1, 6)
@@ -214,9 +216,9 @@ async def test_consecutive_rounds_fire_consecutive_ticks(make_app, db) -> None:
 async def test_skip_fires_nothing_for_ticks_missed_long_ago(make_app, db) -> None:
     app = cron_app(make_app, "0 * * * *", "hourly_skip", misfire="skip")
     async with app:
-        await Maintenance(app).run_once(now=at(0, 10))
+        await Maintenance(app.runtime).run_once(now=at(0, 10))
 
-        report = await Maintenance(app).run_once(now=at(5, 30))  # 01:00..05:00 missed
+        report = await Maintenance(app.runtime).run_once(now=at(5, 30))  # 01:00..05:00 missed
 
     assert report.cron_jobs == []
     assert await cron_jobs(db, "hourly_skip") == []
@@ -226,9 +228,9 @@ async def test_skip_fires_nothing_for_ticks_missed_long_ago(make_app, db) -> Non
 async def test_skip_still_fires_the_latest_tick_when_it_is_recent(make_app, db) -> None:
     app = cron_app(make_app, "0 * * * *", "hourly_recent", misfire="skip")
     async with app:
-        await Maintenance(app).run_once(now=at(0, 10))
+        await Maintenance(app.runtime).run_once(now=at(0, 10))
 
-        report = await Maintenance(app).run_once(now=at(5, 0, 20))
+        report = await Maintenance(app.runtime).run_once(now=at(5, 0, 20))
 
     assert len(report.cron_jobs) == 1
     assert await cron_jobs(db, "hourly_recent") == [(key("hourly_recent", at(5)), "queued")]
@@ -237,10 +239,10 @@ async def test_skip_still_fires_the_latest_tick_when_it_is_recent(make_app, db) 
 async def test_run_once_fires_one_job_for_the_latest_missed_tick(make_app, db) -> None:
     app = cron_app(make_app, "0 * * * *", "hourly_once", misfire="run_once")
     async with app:
-        await Maintenance(app).run_once(now=at(0, 10))
+        await Maintenance(app.runtime).run_once(now=at(0, 10))
 
-        report = await Maintenance(app).run_once(now=at(5, 30))
-        later = await Maintenance(app).run_once(now=at(5, 45))
+        report = await Maintenance(app.runtime).run_once(now=at(5, 30))
+        later = await Maintenance(app.runtime).run_once(now=at(5, 45))
 
     assert len(report.cron_jobs) == 1
     assert later.cron_jobs == []
@@ -251,9 +253,9 @@ async def test_run_once_fires_one_job_for_the_latest_missed_tick(make_app, db) -
 async def test_two_apps_firing_the_same_tick_create_one_job(make_app, db) -> None:
     apps = [cron_app(make_app, "* * * * *", "shared") for _ in range(2)]
     async with apps[0], apps[1]:
-        await Maintenance(apps[0]).run_once(now=T0)
+        await Maintenance(apps[0].runtime).run_once(now=T0)
 
-        await asyncio.gather(*(Maintenance(app).run_once(now=at(0, 1, 5)) for app in apps))
+        await asyncio.gather(*(Maintenance(app.runtime).run_once(now=at(0, 1, 5)) for app in apps))
 
         assert await cron_jobs(db, "shared") == [(key("shared", at(0, 1)), "queued")]
 
@@ -262,7 +264,7 @@ async def test_two_apps_firing_the_same_tick_create_one_job(make_app, db) -> Non
         await db.execute(
             "UPDATE polyqueue.cron_schedules SET last_tick = $1 WHERE name = 'shared'", at(0)
         )
-        report = await Maintenance(apps[1]).run_once(now=at(0, 1, 10))
+        report = await Maintenance(apps[1].runtime).run_once(now=at(0, 1, 10))
 
     jobs = await cron_jobs(db, "shared")
     assert jobs == [(key("shared", at(0, 1)), "queued")]

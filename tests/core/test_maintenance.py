@@ -126,7 +126,7 @@ async def test_a_silent_worker_is_reaped_and_its_running_job_reclaimed(
         await claim(app, [kept], alive)
         await silence(db, dead)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.leader
         assert report.dead_workers == [dead]
@@ -152,7 +152,7 @@ async def test_a_silent_worker_is_reaped_and_its_running_job_reclaimed(
         assert again.attempt == 2
 
         # Nothing left to do: the next round changes nothing.
-        quiet = await Maintenance(app).run_once()
+        quiet = await Maintenance(app.runtime).run_once()
         assert (quiet.dead_workers, quiet.reclaimed, quiet.poisoned) == ([], [], [])
 
 
@@ -164,7 +164,7 @@ async def test_a_worker_within_stale_after_is_not_reaped(make_app, db) -> None:
         await claim(app, [job_id], worker)
         await silence(db, worker, seconds=20)  # late, but not yet stale
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.dead_workers == []
         assert report.reclaimed == []
@@ -189,7 +189,7 @@ async def test_a_job_a_live_worker_stopped_heartbeating_is_reclaimed(make_app, d
         )
         assert await app.store.job_heartbeat_many([(held, 1)]) == {held}  # the one it runs
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.dead_workers == []
         assert report.reclaimed == [in_doubt]
@@ -219,7 +219,7 @@ async def test_rows_of_long_stopped_and_dead_workers_are_pruned(make_app, db) ->
             [old_stopped, old_dead, running],
         )
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.pruned_workers == 2
         left = await db.fetch("SELECT id FROM polyqueue.workers")
@@ -272,7 +272,7 @@ async def test_a_stopped_worker_is_left_stopped_and_not_reaped_again(make_app, d
         await app.store.worker_stop(worker)
         await silence(db, worker)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.dead_workers == []
         assert await worker_status(db, worker) == "stopped"
@@ -289,7 +289,7 @@ async def test_a_job_at_max_reclaims_minus_one_fails_as_a_poison_job(make_app, d
         await db.execute("UPDATE polyqueue.jobs SET reclaims = 1 WHERE id = $1", young)
         await silence(db, dead)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.poisoned == [poison]
         assert report.reclaimed == [young]
@@ -317,7 +317,7 @@ async def test_max_reclaims_one_fails_on_the_first_death(make_app, db) -> None:
         await claim(app, [job_id], dead)
         await silence(db, dead)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.poisoned == [job_id]
         failed = await row(db, job_id)
@@ -345,7 +345,7 @@ async def test_timeout_retry_with_attempts_left_schedules_the_job(make_app, db) 
         assert (await row(db, job_id))["timeout_at"] is not None
         await expire(db, job_id)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.timed_out == [job_id]
         assert report.reclaimed == []  # its worker is alive: not a reclaim
@@ -371,7 +371,7 @@ async def test_timeout_retry_without_attempts_left_fails_the_job(make_app, db) -
         await db.execute("UPDATE polyqueue.jobs SET attempt = max_attempts WHERE id = $1", job_id)
         await expire(db, job_id)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.timed_out == [job_id]
         failed = await row(db, job_id)
@@ -388,7 +388,7 @@ async def test_timeout_fail_strategy_fails_at_once(make_app, db) -> None:
         await claim(app, [job_id], worker)
         await expire(db, job_id)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.timed_out == [job_id]
         failed = await row(db, job_id)
@@ -406,7 +406,7 @@ async def test_a_running_job_before_its_backstop_is_left_alone(make_app, db) -> 
         ids += await app.enqueue_many("maint.work", [Item(n=2)])  # no limit: no backstop
         await claim(app, ids, worker)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.timed_out == []
         assert [(await row(db, i))["status"] for i in ids] == ["running", "running"]
@@ -427,13 +427,13 @@ async def test_a_queued_job_waiting_too_long_gets_its_notice_again_once(
             "UPDATE polyqueue.jobs SET run_at = now() - interval '5 minutes' WHERE id = $1", stale
         )
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.republished == [stale]
         assert await drain_notices(app) == [stale]
         assert (await row(db, stale))["status"] == "queued"
 
-        again = await Maintenance(app).run_once()
+        again = await Maintenance(app.runtime).run_once()
 
         assert again.republished == []  # notified_at moved on: not every round
         assert await drain_notices(app) == []
@@ -455,18 +455,18 @@ async def test_republishing_a_job_backs_off_each_time(make_app, db) -> None:
         await db.execute(
             "UPDATE polyqueue.jobs SET run_at = now() - interval '5 minutes' WHERE id = $1", job_id
         )
-        assert (await Maintenance(app).run_once()).republished == [job_id]
+        assert (await Maintenance(app.runtime).run_once()).republished == [job_id]
         assert await drain_notices(app) == [job_id]  # lost again
 
         await notified_ago(db, job_id, 100)  # past republish_after, not past twice that
-        assert (await Maintenance(app).run_once()).republished == []
+        assert (await Maintenance(app.runtime).run_once()).republished == []
         await notified_ago(db, job_id, 130)
-        assert (await Maintenance(app).run_once()).republished == [job_id]
+        assert (await Maintenance(app.runtime).run_once()).republished == [job_id]
         assert await drain_notices(app) == [job_id]
         await notified_ago(db, job_id, 200)  # the third wait is four times as long
-        assert (await Maintenance(app).run_once()).republished == []
+        assert (await Maintenance(app.runtime).run_once()).republished == []
         await notified_ago(db, job_id, 250)
-        assert (await Maintenance(app).run_once()).republished == [job_id]
+        assert (await Maintenance(app.runtime).run_once()).republished == [job_id]
         assert (await row(db, job_id))["republishes"] == 3
 
 
@@ -478,7 +478,7 @@ async def test_a_notice_still_in_the_broker_is_not_published_twice(make_app, db)
         ids = await app.enqueue_many("maint.work", [Item(n=n) for n in range(5)])
         await db.execute("UPDATE polyqueue.jobs SET run_at = now() - interval '1 hour'")
         for _ in range(3):
-            assert (await Maintenance(app).run_once()).republished == []
+            assert (await Maintenance(app.runtime).run_once()).republished == []
             await db.execute("UPDATE polyqueue.jobs SET notified_at = now() - interval '1 hour'")
         assert await db.fetchval("SELECT count(*) FROM polyqueue.broker_messages") == len(ids)
         assert await drain_notices(app) == sorted(ids)  # one notice each
@@ -504,7 +504,7 @@ async def test_running_and_scheduled_jobs_are_not_republished(make_app, db) -> N
         await db.execute("UPDATE polyqueue.jobs SET run_at = now() - interval '5 minutes'")
         await drain_notices(app)
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.republished == []
 
@@ -541,12 +541,12 @@ async def test_prune_deletes_finished_jobs_past_retention_only(make_app, db) -> 
             ids[6:],
         )
 
-        report = await Maintenance(app).run_once()
+        report = await Maintenance(app.runtime).run_once()
 
         assert report.pruned == 3
         left = await db.fetch("SELECT id FROM polyqueue.jobs ORDER BY id")
         assert [r["id"] for r in left] == [ids[1], ids[2], ids[5], ids[6], ids[7]]
-        assert (await Maintenance(app).run_once()).pruned == 0
+        assert (await Maintenance(app.runtime).run_once()).pruned == 0
 
 
 # -- one leader -------------------------------------------------------------------------------
@@ -564,12 +564,12 @@ async def test_a_round_is_skipped_while_another_leader_holds_the_lock(make_app, 
         async with leader_app.store.transaction() as connection:
             schema = leader_app.settings.schema_name
             assert await leader_app.store.maintenance_lock(schema, connection)
-            skipped = await Maintenance(other_app).run_once()
+            skipped = await Maintenance(other_app.runtime).run_once()
             assert not skipped.leader
             assert (skipped.dead_workers, skipped.reclaimed) == ([], [])
             assert await worker_status(db, dead) == "running"  # nothing was done
 
-        led = await Maintenance(other_app).run_once()  # the lock is free again
+        led = await Maintenance(other_app.runtime).run_once()  # the lock is free again
         assert led.leader
         assert led.dead_workers == [dead]
         assert led.reclaimed == [job_id]
@@ -590,7 +590,7 @@ async def test_concurrent_rounds_on_two_apps_never_double_apply(make_app, db) ->
             )
             await drain_notices(apps[0])
 
-            reports = await asyncio.gather(*(Maintenance(app).run_once() for app in apps))
+            reports = await asyncio.gather(*(Maintenance(app.runtime).run_once() for app in apps))
 
             leaders = [r for r in reports if r.leader]
             assert 1 <= len(leaders) <= len(apps)
@@ -627,7 +627,7 @@ async def test_after_its_own_outage_maintenance_waits_before_reaping(
     async with app:
         silent = await register_worker(app, "silent")
         await silence(db, silent)
-        rounds = asyncio.create_task(Maintenance(app).run())
+        rounds = asyncio.create_task(Maintenance(app.runtime).run())
         try:
 
             async def reaped() -> bool:

@@ -190,13 +190,13 @@ async def test_otel_queue_depth_gauge_after_maintenance_rounds(make_app) -> None
     async with app:
         ids = await app.enqueue_many("obs.ok", [Item(), Item(), Item()])
         await app.enqueue("obs.ok", Item(), delay=3600)
-        await Maintenance(app).run_once()
+        await Maintenance(app.runtime).run_once()
         assert depth(collect(reader)) == {"scheduled": 1, "queued": 3, "running": 0}
 
         async with running_worker(app):
             for job_id in ids:
                 await app.wait_for(job_id, timeout=30)
-        await Maintenance(app).run_once()
+        await Maintenance(app.runtime).run_once()
         assert depth(collect(reader)) == {"scheduled": 1, "queued": 0, "running": 0}
 
 
@@ -227,7 +227,7 @@ async def test_prometheus_metrics_and_http_endpoint(make_app) -> None:
         async with app:
             await app.enqueue("obs.ok", Item(), delay=3600)
             assert_mix_outcomes(await run_jobs(app, *MIX))
-            await Maintenance(app).run_once()
+            await Maintenance(app.runtime).run_once()
         body = await asyncio.to_thread(fetch, f"http://127.0.0.1:{prometheus.server_port}/metrics")
     finally:
         prometheus.close()
@@ -286,7 +286,7 @@ async def test_a_raising_metrics_plugin_is_logged_and_jobs_still_succeed(make_ap
     with caplog.at_level(logging.WARNING, logger="polyqueue.plugins"):
         async with app:
             jobs = await run_jobs(app, *["obs.ok"] * 5)
-            await Maintenance(app).run_once()
+            await Maintenance(app.runtime).run_once()
     assert [job.status for job in jobs] == [JobStatus.SUCCEEDED] * 5
     assert count(collect(reader), "succeeded", "obs.ok") == 5  # the other plugin still counts
     failed = " ".join(r.getMessage() for r in caplog.records if r.name == "polyqueue.plugins")

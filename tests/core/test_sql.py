@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import re
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from polyqueue.broker import ClaimedDelivery, ClaimTerms
+from polyqueue.brokers.postgres import PostgresBroker
 from polyqueue.job import Outcome
 from polyqueue.migrations import migrate_down, migrate_up
 from polyqueue.notices import encode_notice
-from polyqueue.sql import load_migrations, load_queries
+from polyqueue.sql import claim_fragments, load_fragments, load_migrations, load_queries
 from polyqueue.status import TRANSITIONS, JobStatus
 from polyqueue.store import JobStore
 
 SCHEMA = "polyqueue"
 QUERIES = load_queries("queries.sql", SCHEMA)
-STATUS_CHANGING = {name: q for name, q in QUERIES.items() if q.targets}
+BROKER_QUERIES = load_queries("broker_postgres.sql", SCHEMA, fragments=claim_fragments(SCHEMA))
+STATUS_CHANGING = {name: q for name, q in {**QUERIES, **BROKER_QUERIES}.items() if q.targets}
 
 
 def store_methods() -> set[str]:
@@ -33,17 +38,31 @@ def _words(sql: str) -> str:
     return " ".join(sql.split())
 
 
-def test_the_claim_of_notices_leases_and_claims_exactly_as_the_two_statements_it_joins() -> None:
-    """`job_claim_notices` repeats `message_receive`'s lease and `job_claim_many`'s claim in
-    one statement (one commit per pickup); a change to either must reach it too."""
-    joined = _words(QUERIES["job_claim_notices"].sql)
-    receive = load_queries("broker_postgres.sql", SCHEMA)["message_receive"].sql
-    lease = _words(receive.split("RETURNING")[0])
-    claim = QUERIES["job_claim_many"].sql
-    assignments = _words(claim[claim.index("SET") : claim.index("WHERE")])
-    assignments = assignments.replace("$3", "$5").replace("$2", "$4")  # worker, grace there
-    assert lease in joined
-    assert assignments in joined
+def test_the_lease_and_the_claim_are_written_once_and_included_where_used() -> None:
+    """The receive-and-claim statement of the built-in broker includes the same lease as its
+    `message_receive` and the same claim as `job_claim_many`, renumbered, not a copy."""
+    broker = load_queries("broker_postgres.sql", SCHEMA, fragments=claim_fragments(SCHEMA))
+    lease = _words(load_fragments("broker_postgres.sql", SCHEMA)["message_lease"])
+    claim = _words(claim_fragments(SCHEMA)["claim_set"])
+    assert lease in _words(broker["message_receive"].sql)
+    assert claim in _words(QUERIES["job_claim_many"].sql)
+    joined = _words(broker["message_receive_claiming"].sql)
+    assert lease.replace("$3", "$6").replace("$2", "$5").replace("$1", "$4") in joined
+    assert claim in joined
+    assert "{{" not in joined
+
+
+def test_an_include_of_an_unknown_fragment_is_refused(tmp_path: Path) -> None:
+    package = tmp_path / "sqlpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "q.sql").write_text("-- name: broken :one\n-- Includes nothing known.\n{{nope}};\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ValueError, match="broken: no fragment named 'nope'"):
+            load_queries("q.sql", SCHEMA, package="sqlpkg")
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 def test_every_block_is_described() -> None:
@@ -77,7 +96,8 @@ def test_job_blocks_that_do_not_declare_a_transition_do_not_set_status() -> None
 
 async def test_every_block_prepares_on_the_migrated_schema(db: asyncpg.Connection) -> None:
     for sql_file in ("queries.sql", "broker_postgres.sql", "migrate.sql"):
-        for name, query in load_queries(sql_file, SCHEMA).items():
+        queries = load_queries(sql_file, SCHEMA, fragments=claim_fragments(SCHEMA))
+        for name, query in queries.items():
             if name == "migration_bootstrap":  # two statements: run below, not prepared
                 continue
             await db.prepare(query.sql)
@@ -133,14 +153,21 @@ async def _arrange_notice(db: asyncpg.Connection, job_id: int, _target: str) -> 
 ARRANGE = {
     "job_fail_poison": _arrange_poison,
     "job_expire_timeouts": _arrange_timeout,
-    "job_claim_notices": _arrange_notice,
+    "message_receive_claiming": _arrange_notice,
 }
+
+
+async def _receive_claiming(store: JobStore, held: list[int]) -> list[ClaimedDelivery]:
+    """The built-in broker's receive-and-claim on the store's database, once, no waiting."""
+    async with PostgresBroker(store.url, SCHEMA, lease_seconds=30) as broker:
+        return await broker.receive_claiming(
+            ["q"], max_messages=10, wait_seconds=0, terms=ClaimTerms("w", 0, held)
+        )
+
 
 DRIVERS = {
     "job_claim_many": lambda store, db, job_id, target: store.job_claim_many([job_id], "w", 0),
-    "job_claim_notices": lambda store, db, job_id, target: store.job_claim_notices(
-        ["q"], max_messages=10, lease_seconds=30, worker_id="w", timeout_grace=0, held=[]
-    ),
+    "message_receive_claiming": lambda store, db, job_id, target: _receive_claiming(store, []),
     "job_complete_many": lambda store, db, job_id, target: store.job_complete_many(
         [Outcome(job_id, 1, target)]
     ),
@@ -234,7 +261,7 @@ async def test_an_outcome_of_a_stale_attempt_changes_nothing(store: JobStore, db
     )
 
 
-async def test_claim_notices_leases_every_notice_and_claims_only_what_it_may(
+async def test_receive_claiming_leases_every_notice_and_claims_only_what_it_may(
     store: JobStore, db: asyncpg.Connection
 ) -> None:
     queued, succeeded = JobStatus.QUEUED, JobStatus.SUCCEEDED
@@ -250,9 +277,8 @@ async def test_claim_notices_leases_every_notice_and_claims_only_what_it_may(
         await db.execute(
             "INSERT INTO polyqueue.broker_messages (queue, body) VALUES ('q', $1)", body
         )
-    claim = {"max_messages": 10, "lease_seconds": 30, "worker_id": "w", "timeout_grace": 0}
-    notices = await store.job_claim_notices(["q"], held=[held], **claim)
-    assert sorted(n.body for n in notices) == sorted(bodies)  # every one leased
+    notices = await _receive_claiming(store, [held])
+    assert sorted(n.delivery.body for n in notices) == sorted(bodies)  # every one leased
     assert {n.job.id for n in notices if n.job} == {wanted}  # claimed once, for both notices
     assert [n.job.attempt for n in notices if n.job] == [2, 2]  # one claim: attempt 1 -> 2
     assert [await status_of(db, i) for i in (wanted, held, done)] == [
@@ -260,4 +286,4 @@ async def test_claim_notices_leases_every_notice_and_claims_only_what_it_may(
         "queued",
         "succeeded",
     ]
-    assert await store.job_claim_notices(["q"], held=[], **claim) == []  # all still leased
+    assert await _receive_claiming(store, []) == []  # all still leased

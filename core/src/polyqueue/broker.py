@@ -16,11 +16,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from polyqueue.exceptions import UnsupportedCapabilityError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import Sequence
 
+    from polyqueue.job import ClaimedJob
     from polyqueue.settings import PolyqueueSettings
 
-__all__ = ["Broker", "BrokerEnvironment", "Capabilities", "Delivery", "Message"]
+__all__ = [
+    "Broker",
+    "BrokerEnvironment",
+    "Capabilities",
+    "ClaimTerms",
+    "ClaimedDelivery",
+    "Colocation",
+    "Delivery",
+    "Message",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,44 @@ class Delivery:
         return f"Delivery(queue={self.queue!r}, handle={self.handle!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class Colocation:
+    """What a broker whose messages live in the jobs database offers the core; returned by
+    `Broker.colocation` when the broker shares the app's database and schema.
+
+    Every colocated broker implements `receive_claiming`: the worker then leases notices and
+    claims their jobs in one statement (one commit per pickup, not two), whatever the broker.
+    """
+
+    announce_channel: str | None = None
+    """Set when the broker's messages are rows of the core's own `broker_messages` table (the
+    built-in `postgres` broker): the job store then writes a job's notice in the statement
+    that inserts the job, NOTIFYing this channel, and deletes it in the statement that
+    records the outcome. None for a broker with tables of its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimTerms:
+    """On whose behalf `Broker.receive_claiming` claims jobs."""
+
+    worker_id: str
+    timeout_grace: float
+    """Seconds added to a job's time limit for its `timeout_at` backstop."""
+    held: Sequence[int]
+    """Jobs this worker still holds an attempt of: their notices are returned unclaimed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """One delivery of `Broker.receive_claiming`, with its job if the statement claimed it."""
+
+    delivery: Delivery
+    job: ClaimedJob | None
+    """None when the message is not a notice, its job is held by this worker, or the job was
+    not claimable (finished, or locked by a concurrent transaction): the worker then settles
+    the delivery the way it settles any other."""
+
+
 class Broker(abc.ABC):
     """Carries notices from producers to workers. Subclasses set `name` and `capabilities`.
 
@@ -152,6 +200,26 @@ class Broker(abc.ABC):
     ) -> list[Delivery]:
         """Lease up to `max_messages` messages from `queues`, waiting up to `wait_seconds`."""
 
+    def colocation(self, database_url: str, schema: str) -> Colocation | None:  # noqa: ARG002
+        """What this broker offers when its messages live in the jobs database at
+        `database_url` and `schema`; None (the default) for a broker elsewhere."""
+        return None
+
+    async def receive_claiming(
+        self,
+        queues: Sequence[str],  # noqa: ARG002
+        *,
+        max_messages: int,  # noqa: ARG002
+        wait_seconds: float,  # noqa: ARG002
+        terms: ClaimTerms,  # noqa: ARG002
+    ) -> list[ClaimedDelivery]:
+        """`receive`, and in the same statement the claim of each notice's job, as
+        `polyqueue.sql.claim_fragments` writes it, for `terms.worker_id`. Required of a broker
+        whose `colocation` is not None."""
+        raise UnsupportedCapabilityError(
+            f"broker {self.name!r} cannot claim jobs as it receives", broker=self.name
+        )
+
     def interrupt(self) -> None:  # noqa: B027  (optional: a receive may wait out its time)
         """Make receives that are waiting right now return `[]` at once (a worker stopping).
 
@@ -170,16 +238,6 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Extend the lease of delivered messages to `seconds` from now."""
-
-    async def consume(
-        self, queues: Sequence[str], *, batch: int = 10, wait_seconds: float = 1.0
-    ) -> AsyncIterator[Delivery]:
-        """Yield deliveries from `queues` forever, `batch` per round trip."""
-        while True:
-            for delivery in await self.receive(
-                queues, max_messages=batch, wait_seconds=wait_seconds
-            ):
-                yield delivery
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -6,7 +6,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from polyqueue.sql import load_queries
-from polyqueue.store_errors import translate_errors
+from polyqueue.store.errors import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -11,12 +11,13 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict
 
 from polyqueue.exceptions import ConfigurationError
+from polyqueue.producer import EnqueueOptions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from polyqueue.producer import Producer
-    from polyqueue.store import Executor, JobStore
+    from polyqueue.store import JobStore, SqlExecutor
 
 __all__ = ["CronSchedule", "CronTick", "Misfire", "fire_due"]
 
@@ -81,7 +82,7 @@ async def fire_due(
     *,
     store: JobStore,
     producer: Producer,
-    connection: Executor,
+    connection: SqlExecutor,
     now: datetime,
     grace: float,
 ) -> list[int]:
@@ -115,9 +116,8 @@ async def fire_due(
 
 
 async def _enqueue_tick(
-    schedule: CronSchedule, tick: datetime, producer: Producer, connection: Executor
+    schedule: CronSchedule, tick: datetime, producer: Producer, connection: SqlExecutor
 ) -> list[int]:
-    from polyqueue.producer import EnqueueOptions  # noqa: PLC0415  (import cycle)
 
     options = EnqueueOptions(idempotency_key=schedule.idempotency_key(tick))
     jobs = producer.build(schedule.handler, [CronTick(schedule=schedule.name, tick=tick)], options)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from polyqueue.context import JobContext
@@ -85,10 +85,6 @@ class Handler:
                 f"payload does not match {self.payload_model.__name__}: "
                 f"{describe_validation_error(exc)}"
             ) from exc
-
-    def decode_result(self, result_json: str) -> Any:
-        """The stored result as the handler's return annotation."""
-        return TypeAdapter(self.returns).validate_json(result_json)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -24,9 +24,9 @@ from polyqueue.status import FINISHED, JobStatus
 from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
-    from polyqueue.app import Polyqueue
     from polyqueue.broker import Message
-    from polyqueue.store import Executor
+    from polyqueue.runtime import Runtime
+    from polyqueue.store import SqlExecutor
 
 __all__ = ["Maintenance", "MaintenanceReport"]
 
@@ -54,8 +54,8 @@ class MaintenanceReport:
 class Maintenance:
     """Runs rounds every `maintenance_interval` seconds for as long as its worker runs."""
 
-    def __init__(self, app: Polyqueue) -> None:
-        self._app = app
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
         self._last_failure = -math.inf  # monotonic time of the last round that failed
 
     async def run(self) -> None:
@@ -67,7 +67,7 @@ class Maintenance:
         the workers get the time to heartbeat again instead of all being declared dead at
         once and their jobs run twice.
         """
-        settings = self._app.settings
+        settings = self._runtime.settings
 
         async def step() -> None:
             recover = time.monotonic() - self._last_failure >= settings.worker_stale_after
@@ -86,45 +86,45 @@ class Maintenance:
     ) -> MaintenanceReport:
         """One round; `now` overrides the clock for cron (tests). Without `recover`, silent
         workers are not reaped nor their jobs reclaimed in this round."""
-        app, store = self._app, self._app.store
+        runtime, store = self._runtime, self._runtime.store
         report = MaintenanceReport()
         messages: list[Message] = []
         async with store.transaction() as connection:
-            if not await store.maintenance_lock(app.settings.schema_name, connection):
+            if not await store.maintenance_lock(runtime.settings.schema_name, connection):
                 return report
             report.leader = True
-            idle_timeout = max(5.0, 2 * app.settings.maintenance_interval)
+            idle_timeout = max(5.0, 2 * runtime.settings.maintenance_interval)
             await store.maintenance_guard(idle_timeout, connection)
             if recover:
                 messages += await self._recover(connection, report)
             messages += await self._republish(connection, report)
             report.pruned = await self._prune(connection)
-            report.pruned_workers = await app.store.worker_prune(
-                app.settings.retention_workers, connection
+            report.pruned_workers = await runtime.store.worker_prune(
+                runtime.settings.retention_workers, connection
             )
             report.cron_jobs = await self._fire_cron(connection, now or datetime.now(UTC))
-            if messages and app.broker.capabilities.transactional_publish:
-                await app.broker.publish_in(connection, messages)
+            if messages and runtime.broker.capabilities.transactional_publish:
+                await runtime.broker.publish_in(connection, messages)
                 messages = []
-        await app.publisher.publish(messages)
+        await runtime.publisher.publish(messages)
         await self._sample_depth()
         return report
 
     async def _sample_depth(self) -> None:
         """Emit the queue-depth event per queue and unfinished status, zeros included (so a
         drained queue reads 0); skipped when no plugin implements the hook."""
-        manager = self._app.plugin_manager
+        manager = self._runtime.plugin_manager
         if not manager.hook.polyqueue_queue_depth.get_hookimpls():
             return
-        rows = await self._app.store.job_stats(60.0)
+        rows = await self._runtime.store.job_stats(60.0)
         counts = {(row["queue"], row["status"]): row["jobs"] for row in rows}
         for queue in sorted({row["queue"] for row in rows}):
             for status in UNFINISHED:
                 event = QueueDepth(queue, status, counts.get((queue, status), 0))
                 emit(manager, "polyqueue_queue_depth", event)
 
-    async def _recover(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
-        settings, store = self._app.settings, self._app.store
+    async def _recover(self, connection: SqlExecutor, report: MaintenanceReport) -> list[Message]:
+        settings, store = self._runtime.settings, self._runtime.store
         report.dead_workers = await store.worker_reap(settings.worker_stale_after, connection)
         stale_after = settings.worker_stale_after
         report.poisoned = await store.job_fail_poison(
@@ -138,19 +138,19 @@ class Maintenance:
         report.timed_out = [row["id"] for row in expired]
         return [notice_message(r["id"], r["queue"], r["priority"]) for r in reclaimed]
 
-    async def _republish(self, connection: Executor, report: MaintenanceReport) -> list[Message]:
-        if self._app.publisher.pending:
+    async def _republish(self, connection: SqlExecutor, report: MaintenanceReport) -> list[Message]:
+        if self._runtime.publisher.pending:
             return []  # the broker is down here: republishing would only grow the backlog
-        after = self._app.settings.republish_after
-        rows = await self._app.store.job_republish_stale(after, BATCH, connection)
+        after = self._runtime.settings.republish_after
+        rows = await self._runtime.store.job_republish_stale(after, BATCH, connection)
         jobs = {notice_message(r["id"], r["queue"], r["priority"]): r["id"] for r in rows}
-        messages = await self._app.broker.unheld(list(jobs))
+        messages = await self._runtime.broker.unheld(list(jobs))
         report.republished = [jobs[message] for message in messages]
         return messages
 
-    async def _prune(self, connection: Executor) -> int:
-        settings = self._app.settings
-        return await self._app.store.job_prune(
+    async def _prune(self, connection: SqlExecutor) -> int:
+        settings = self._runtime.settings
+        return await self._runtime.store.job_prune(
             settings.retention_succeeded,
             settings.retention_failed,
             settings.retention_cancelled,
@@ -158,14 +158,14 @@ class Maintenance:
             connection,
         )
 
-    async def _fire_cron(self, connection: Executor, now: datetime) -> list[int]:
-        if not self._app.cron_schedules:
+    async def _fire_cron(self, connection: SqlExecutor, now: datetime) -> list[int]:
+        if not self._runtime.parts.cron_schedules:
             return []
-        grace = max(60.0, 2 * self._app.settings.maintenance_interval)
+        grace = max(60.0, 2 * self._runtime.settings.maintenance_interval)
         return await fire_due(
-            list(self._app.cron_schedules.values()),
-            store=self._app.store,
-            producer=self._app.producer,
+            list(self._runtime.parts.cron_schedules.values()),
+            store=self._runtime.store,
+            producer=self._runtime.producer,
             connection=connection,
             now=now,
             grace=grace,

@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from polyqueue.backoff import Backoff
-from polyqueue.brokers.postgres import colocated
 from polyqueue.exceptions import (
     BrokerError,
     BrokerUnavailableError,
@@ -43,7 +42,8 @@ class OutcomeWriter:
     ) -> None:
         self._store = store
         self._broker = broker
-        self._acks_in_statement = colocated(broker, store.url, store.schema) is not None
+        colocation = broker.colocation(store.url, store.schema)
+        self._acks_in_statement = colocation is not None and colocation.announce_channel is not None
         self._on_scheduled = on_scheduled
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
@@ -149,7 +149,7 @@ class OutcomeWriter:
         self, outcomes: list[Outcome], deliveries: list[Delivery]
     ) -> dict[int, datetime | None]:
         """One commit: the outcomes, and the acks too when the broker can join it."""
-        if self._acks_in_statement:  # the built-in broker beside the jobs: one statement
+        if self._acks_in_statement:  # notices are rows of broker_messages: one statement
             receipts = [delivery.handle for delivery in deliveries]
             return await self._store.job_complete_many(outcomes, receipts=receipts)
         if not self._broker.capabilities.transactional_ack:

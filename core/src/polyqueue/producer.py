@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from polyqueue.handlers import Handler
     from polyqueue.publisher import NoticePublisher
     from polyqueue.settings import PolyqueueSettings
-    from polyqueue.store import Executor, InsertedJob, JobStore
+    from polyqueue.store import InsertedJob, JobStore, SqlExecutor
 
 __all__ = ["EnqueueOptions", "Producer"]
 
@@ -95,8 +95,10 @@ def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 class Producer:
     """Inserts jobs and publishes their notices.
 
-    - The built-in `postgres` broker (`announce_channel` set): one statement inserts the jobs
-      and their notices, in the caller's transaction or as its own: one round trip, one commit.
+    - A broker whose notices are rows of the core's `broker_messages` table (`announce_channel`
+      set from its `Colocation`, the built-in `postgres` broker): one statement inserts the
+      jobs and their notices, in the caller's transaction or as its own: one round trip, one
+      commit.
     - Own transaction: insert (one statement, its own commit), then publish; a transactional
       broker publishes inside one transaction with the insert instead.
     - Caller's connection: a transactional broker publishes inside the caller's transaction;
@@ -144,7 +146,7 @@ class Producer:
             run_at=options.run_at,
         )
 
-    async def insert(self, jobs: NewJobs, connection: Executor | None) -> list[InsertedJob]:
+    async def insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:
         """Insert `jobs` and make sure their notices follow; return the rows in order."""
         if self._announce_channel is not None:
             executor = connection if connection is not None else self._store.pool
@@ -158,7 +160,7 @@ class Producer:
         await self._publisher.publish(_notices(inserted))
         return inserted
 
-    async def _insert_in(self, connection: Executor, jobs: NewJobs) -> list[InsertedJob]:
+    async def _insert_in(self, connection: SqlExecutor, jobs: NewJobs) -> list[InsertedJob]:
         inserted = await self._store.job_insert_many(jobs, connection)
         messages = _notices(inserted)
         if messages and self._broker.capabilities.transactional_publish:

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping, Sequence
     from datetime import datetime, timedelta
 
-    from polyqueue.app import HandlerRef, Payload, Polyqueue
+    from polyqueue.app import Polyqueue
+    from polyqueue.client import Payload
     from polyqueue.job import Job
+    from polyqueue.registry import HandlerRef
 
 __all__ = ["SyncPolyqueue"]
 

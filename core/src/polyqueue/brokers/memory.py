@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -12,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from polyqueue.broker import Broker, Capabilities, Delivery, Message
 from polyqueue.exceptions import BrokerUnavailableError
+from polyqueue.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,14 +53,13 @@ class InProcessBroker(Broker):
         self._queues: dict[str, _Queue] = {}
         self._ids = itertools.count(1)
         self._sequence = itertools.count()
-        self._changed = asyncio.Event()
+        self._wakeup = Wakeup()
         self._closed = False
-        self._interrupts = 0
 
     async def close(self) -> None:
         """Wake receivers so they return; messages stay as long as the object."""
         self._closed = True
-        self._changed.set()
+        self._wakeup.wake()
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """Store the messages, available after their delay."""
@@ -70,7 +68,7 @@ class InProcessBroker(Broker):
             message_id = next(self._ids)
             self._messages[message_id] = _Stored(message.queue, message.body, message.priority)
             self._schedule(message_id, now + max(message.delay, 0.0), now)
-        self._changed.set()
+        self._wakeup.wake()
 
     def _schedule(self, message_id: int, available_at: float, now: float) -> None:
         stored = self._messages[message_id]
@@ -91,22 +89,18 @@ class InProcessBroker(Broker):
         if self._closed:
             raise BrokerUnavailableError("the in-process broker is closed", broker=self.name)
         deadline = time.monotonic() + wait_seconds
-        interrupts = self._interrupts
-        while self._is_open() and interrupts == self._interrupts:
-            self._changed.clear()
+        waiter = self._wakeup.waiter()
+        while self._is_open() and not waiter.interrupted:
             deliveries = self._take(queues, max_messages)
             now = time.monotonic()
             if deliveries or now >= deadline:
                 return deliveries
-            timeout = min(deadline, self._next_due(queues)) - now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
+            await waiter.wait(min(deadline, self._next_due(queues)) - now)
         return []
 
     def interrupt(self) -> None:
         """Make waiting receives return `[]` now."""
-        self._interrupts += 1
-        self._changed.set()
+        self._wakeup.interrupt()
 
     def _is_open(self) -> bool:
         return not self._closed
@@ -153,7 +147,7 @@ class InProcessBroker(Broker):
     async def nack(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
         """Make the messages available again after `delay`."""
         self._reschedule(deliveries, delay)
-        self._changed.set()
+        self._wakeup.wake()
 
     async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Push the lease deadline to `seconds` from now."""

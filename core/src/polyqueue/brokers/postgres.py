@@ -8,18 +8,30 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import asyncpg
 
-from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
+from polyqueue.broker import (
+    Broker,
+    BrokerEnvironment,
+    Capabilities,
+    ClaimedDelivery,
+    Colocation,
+    Delivery,
+    Message,
+)
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
+from polyqueue.job import ClaimedJob
 from polyqueue.listener import Listener
 from polyqueue.pgconnect import ConnectionOptions
-from polyqueue.sql import load_queries
-from polyqueue.store_errors import translate_errors
+from polyqueue.sql import claim_fragments, load_queries
+from polyqueue.store.errors import translate_errors
+from polyqueue.wakeup import Wakeup
 
 if TYPE_CHECKING:
     import contextlib
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-__all__ = ["PostgresBroker", "colocated"]
+    from polyqueue.broker import ClaimTerms
+
+__all__ = ["PostgresBroker"]
 
 T = TypeVar("T")
 
@@ -49,17 +61,22 @@ class PostgresBroker(Broker):
         self._url = url
         self._schema = schema
         self._options = options or ConnectionOptions()
-        self._sql = {name: q.sql for name, q in load_queries("broker_postgres.sql", schema).items()}
+        queries = load_queries("broker_postgres.sql", schema, fragments=claim_fragments(schema))
+        self._sql = {name: query.sql for name, query in queries.items()}
         self.channel = f"{schema}_broker"
-        """The NOTIFY channel that wakes receivers (also written to by `job_insert_many`)."""
+        """The NOTIFY channel that wakes receivers (also written to by the job store's
+        inserts, see `colocation`)."""
         self._pool: asyncpg.Pool | None = None
+        self._wakeup = Wakeup()
         self._listener = Listener(
-            url, [self.channel], self._wake, on_reconnect=self._wake_all, options=self._options
+            url,
+            [self.channel],
+            self._on_notify,
+            on_reconnect=self._wakeup.wake,
+            options=self._options,
         )
         self._listening = False
         self._listen_lock = asyncio.Lock()
-        self._interrupts = 0
-        self._waiters: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_environment(cls, environment: BrokerEnvironment) -> Self:
@@ -89,7 +106,7 @@ class PostgresBroker(Broker):
                 await asyncio.wait_for(pool.close(), timeout=5)
             except Exception:
                 pool.terminate()
-        self._wake_all()
+        self._wakeup.wake()
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """Insert the messages in one statement per 1000."""
@@ -137,39 +154,73 @@ class PostgresBroker(Broker):
                 )
             return rows
 
-        rows = await self.poll(lease, wait_seconds)
+        rows = await self._poll(lease, wait_seconds)
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         return [
-            self.delivery(row["id"], row["deliveries"], row["queue"], row["body"]) for row in rows
+            self._delivery(row["id"], row["deliveries"], row["queue"], row["body"]) for row in rows
         ]
 
-    async def poll(self, fetch: Callable[[], Awaitable[list[T]]], wait_seconds: float) -> list[T]:
+    async def _poll(self, fetch: Callable[[], Awaitable[list[T]]], wait_seconds: float) -> list[T]:
         """Call `fetch` until it returns rows, waiting for a NOTIFY (a nack, an interrupt) in
-        between; `[]` after `wait_seconds`, on `interrupt()` or once closed.
-
-        `receive` leases with it; a worker of this broker polls with the store's
-        `job_claim_notices`, which leases notices and claims their jobs in one statement.
-        """
+        between; `[]` after `wait_seconds`, on `interrupt()` or once closed. `receive` and
+        `receive_claiming` lease with it."""
         deadline = time.monotonic() + wait_seconds
         self._require_pool()  # a closed broker raises instead of returning at once, forever
         await self._listen()
-        interrupts = self._interrupts
-        while self._pool is not None and interrupts == self._interrupts:
-            woken = asyncio.get_running_loop().create_future()  # set by NOTIFY, nack, interrupt
-            self._waiters.add(woken)
-            try:
-                rows = await fetch()
-                if rows:
-                    return rows
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                await asyncio.wait({woken}, timeout=remaining)
-            finally:
-                self._waiters.discard(woken)
+        waiter = self._wakeup.waiter()
+        while self._pool is not None and not waiter.interrupted:
+            rows = await fetch()
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0:
+                return rows
+            await waiter.wait(remaining)  # a NOTIFY, a nack, an interrupt, or closing
         return []
 
-    def delivery(self, message_id: int, deliveries: int, queue: str, body: bytes) -> Delivery:
+    def colocation(self, database_url: str, schema: str) -> Colocation | None:
+        """Beside the jobs when built on their database and schema (`from_environment`
+        does): its messages are rows of the core's `broker_messages` table."""
+        if (database_url, schema) != (self._url, self._schema):
+            return None
+        return Colocation(announce_channel=self.channel)
+
+    async def receive_claiming(
+        self,
+        queues: Sequence[str],
+        *,
+        max_messages: int,
+        wait_seconds: float,
+        terms: ClaimTerms,
+    ) -> list[ClaimedDelivery]:
+        """Lease notices as `receive` does and claim their jobs in the same statement."""
+
+        async def lease_and_claim() -> list[asyncpg.Record]:
+            with self._translate():
+                rows: list[asyncpg.Record] = await self._require_pool().fetch(
+                    self._sql["message_receive_claiming"],
+                    terms.worker_id,
+                    terms.timeout_grace,
+                    list(terms.held),
+                    list(queues),
+                    max_messages,
+                    self.lease_seconds,
+                )
+            return rows
+
+        rows = await self._poll(lease_and_claim, wait_seconds)
+        return [
+            ClaimedDelivery(
+                self._delivery(
+                    row["message_id"],
+                    row["message_deliveries"],
+                    row["message_queue"],
+                    row["message_body"],
+                ),
+                None if row["id"] is None else ClaimedJob.from_row(row),
+            )
+            for row in rows
+        ]
+
+    def _delivery(self, message_id: int, deliveries: int, queue: str, body: bytes) -> Delivery:
         """The delivery of a leased row: its receipt is the id and the delivery count."""
         return Delivery(self, queue, bytes(body), (message_id, deliveries))
 
@@ -199,7 +250,7 @@ class PostgresBroker(Broker):
         """Make the rows available again after `delay`."""
         await self._set_available(deliveries, delay)
         if delay <= 0:
-            self._wake_all()
+            self._wakeup.wake()
 
     async def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Push the rows' availability `seconds` into the future."""
@@ -214,17 +265,10 @@ class PostgresBroker(Broker):
 
     def interrupt(self) -> None:
         """Wake waiting receives and make them return `[]`."""
-        self._interrupts += 1
-        self._wake_all()
+        self._wakeup.interrupt()
 
-    def _wake(self, _channel: str, _payload: str) -> None:
-        self._wake_all()
-
-    def _wake_all(self) -> None:
-        waiters, self._waiters = self._waiters, set()
-        for woken in waiters:
-            if not woken.done():
-                woken.set_result(None)
+    def _on_notify(self, _channel: str, _payload: str) -> None:
+        self._wakeup.wake()
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -237,17 +281,6 @@ class PostgresBroker(Broker):
             unavailable=lambda message: BrokerUnavailableError(message, broker=self.name),
             refused=lambda message: BrokerError(message, broker=self.name),
         )
-
-
-def colocated(broker: Broker, url: str, schema: str) -> PostgresBroker | None:
-    """`broker` if it is the built-in one on this database and schema, else None.
-
-    Its notices then live beside the jobs, so enqueue writes them in the jobs' statement
-    and a worker leases them in the statement that claims the jobs.
-    """
-    if isinstance(broker, PostgresBroker) and (broker._url, broker._schema) == (url, schema):  # noqa: SLF001
-        return broker
-    return None
 
 
 def _receipts(deliveries: Sequence[Delivery]) -> tuple[list[int], list[int]]:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "CORE_LINE",
     "Migration",
     "MigrationLine",
     "Query",
+    "claim_fragments",
+    "load_fragments",
     "load_migrations",
     "load_queries",
     "quote_identifier",
 ]
 
-_HEADER = re.compile(r"^-- name: (?P<name>\w+) :(?P<kind>one|many|exec)\s*$")
+_HEADER = re.compile(r"^-- name: (?P<name>\w+) :(?P<kind>one|many|exec|fragment)\s*$")
+_INCLUDE = re.compile(r"\{\{(?P<name>\w+)(?: \+(?P<shift>\d+))?\}\}")
+_PARAMETER = re.compile(r"\$(?P<number>\d+)")
 _TRANSITION = re.compile(r"^-- transition: (?P<sources>[\w, ]+) -> (?P<targets>[\w| ]+)\s*$")
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>\w+)\.(?P<direction>up|down)\.sql$")
 
@@ -65,8 +73,55 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def load_queries(resource: str, schema: str, package: str = __name__) -> dict[str, Query]:
-    """Parse `resource` into its named blocks, with `{schema}` replaced by the quoted schema."""
+def load_queries(
+    resource: str,
+    schema: str,
+    package: str = __name__,
+    *,
+    fragments: Mapping[str, str] | None = None,
+) -> dict[str, Query]:
+    """Parse `resource` into its named statements, with `{schema}` replaced by the quoted
+    schema and every `{{fragment}}` included (see `load_fragments`).
+
+    A `:fragment` block is a piece of SQL written once and included where it is needed:
+    `{{name}}` includes it as written, `{{name +3}}` with its parameters renumbered from `$4`
+    (so the same lease or claim serves statements whose parameters differ). `fragments`
+    adds pieces from another file, e.g. the core's claim (`claim_fragments`)."""
+    blocks = _parse_blocks(resource, schema, package)
+    known = {**(fragments or {}), **_fragments(blocks)}
+    return {
+        name: replace(query, sql=_include(query.sql, known, name))
+        for name, query in blocks.items()
+        if query.kind != "fragment"
+    }
+
+
+def load_fragments(resource: str, schema: str, package: str = __name__) -> dict[str, str]:
+    """The `:fragment` blocks of `resource` by name, for `load_queries(fragments=...)`."""
+    return _fragments(_parse_blocks(resource, schema, package))
+
+
+def claim_fragments(schema: str) -> dict[str, str]:
+    """The core's claim of a queued job (`claim_set`, `claim_returning`): a broker whose
+    messages live in the jobs database includes them to claim in its receive statement."""
+    return load_fragments("queries.sql", schema)
+
+
+def _fragments(blocks: Mapping[str, Query]) -> dict[str, str]:
+    return {name: query.sql for name, query in blocks.items() if query.kind == "fragment"}
+
+
+def _include(sql: str, fragments: Mapping[str, str], within: str) -> str:
+    def expand(match: re.Match[str]) -> str:
+        name, shift = match["name"], int(match["shift"] or 0)
+        if name not in fragments:
+            raise ValueError(f"{within}: no fragment named {name!r}")
+        return _PARAMETER.sub(lambda p: f"${int(p['number']) + shift}", fragments[name])
+
+    return _INCLUDE.sub(expand, sql)
+
+
+def _parse_blocks(resource: str, schema: str, package: str) -> dict[str, Query]:
     text = resources.files(package).joinpath(resource).read_text(encoding="utf-8")
     queries: dict[str, Query] = {}
     for block in re.split(r"\n(?=-- name: )", text):

@@ -15,10 +15,10 @@ WITH sent AS (
 )
 SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM sent) AS queues;
 
--- name: message_receive :many
--- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority first
--- (RETURNING does not keep the subquery's order: the caller sorts by priority, then id).
--- One ordered index scan per queue, stopping at $2 rows: never a sort of the whole backlog.
+-- name: message_lease :fragment
+-- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority
+-- first: one ordered index scan per queue, stopping at $2 rows, never a sort of the whole
+-- backlog. Included by `message_receive` and `message_receive_claiming`.
 UPDATE {schema}.broker_messages AS m
 SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries % 2147483647 + 1
 WHERE m.id IN (
@@ -34,7 +34,43 @@ WHERE m.id IN (
     ORDER BY ready.priority DESC, ready.available_at, ready.id
     LIMIT $2
 )
+
+-- name: message_receive :many
+-- Lease up to $2 available messages of the queues $1 for $3 seconds (RETURNING does not
+-- keep the lease's order: the caller sorts by priority, then id).
+{{message_lease}}
 RETURNING m.id, m.queue, m.body, m.deliveries, m.priority;
+
+-- name: message_receive_claiming :many
+-- Receive and claim in one statement, so picking up a job costs one commit instead of two:
+-- lease up to $5 ready messages of the queues $4 for $6 seconds as `message_receive` does,
+-- and claim their queued jobs for worker $1 (timeout grace $2) with the core's claim,
+-- except the jobs in $3 (this worker still holds an attempt of them). One row per leased
+-- message: job_id is NULL when the body is not a notice as `polyqueue.notices` writes it,
+-- the job's columns are NULL unless claimed.
+-- transition: queued -> running
+WITH leased AS (
+    {{message_lease +3}}
+    RETURNING m.id, m.queue, m.body, m.deliveries, m.priority,
+              substring(encode(m.body, 'escape') FROM '^\{"job_id":([1-9][0-9]{0,17})\}$')::bigint
+                  AS job_id
+), claimed AS (
+    UPDATE {schema}.jobs AS j
+    {{claim_set}}
+    WHERE j.id IN (
+        SELECT id FROM {schema}.jobs
+        WHERE id IN (SELECT job_id FROM leased) AND id <> ALL($3::bigint[])
+          AND status IN ('queued')
+        FOR UPDATE SKIP LOCKED
+    )
+    {{claim_returning}}
+)
+SELECT leased.id AS message_id, leased.queue AS message_queue, leased.body AS message_body,
+       leased.deliveries AS message_deliveries, leased.priority AS message_priority,
+       leased.job_id, claimed.*
+FROM leased
+LEFT JOIN claimed ON claimed.id = leased.job_id
+ORDER BY leased.priority DESC, leased.id;
 
 -- name: message_delete_many :exec
 -- Delete delivered messages; a receipt whose delivery was superseded deletes nothing.

@@ -69,84 +69,36 @@ LEFT JOIN inserted ON true
 LEFT JOIN {schema}.jobs AS existing
        ON inserted.id IS NULL AND existing.idempotency_key = $9;
 
--- name: job_ids_by_keys :many
--- The jobs holding these idempotency keys (for keys taken by a concurrent transaction).
-SELECT id, idempotency_key, status::text AS status
-FROM {schema}.jobs
-WHERE idempotency_key = ANY($1::text[]);
-
--- name: job_claim_many :many
--- Claim the queued jobs among these ids for one worker, counting an attempt each.
--- transition: queued -> running
-UPDATE {schema}.jobs AS j
-SET status = 'running', attempt = j.attempt + 1, worker_id = $2, started_at = now(),
+-- name: claim_set :fragment
+-- The claim of a queued job `j` for worker $1 with timeout grace $2 seconds: an attempt
+-- counted, the heartbeat and the time limit started. Included by `job_claim_many` and by
+-- the receive statement of a broker whose messages live in the jobs database.
+SET status = 'running', attempt = j.attempt + 1, worker_id = $1, started_at = now(),
     notified_at = NULL, republishes = 0,
     heartbeat_at = now(), finished_at = NULL, progress = NULL, progress_message = NULL,
     timeout_at = CASE
         WHEN j.max_run_seconds IS NULL OR j.timeout_strategy = 'ignore' THEN NULL
-        ELSE now() + make_interval(secs => j.max_run_seconds + $3)
+        ELSE now() + make_interval(secs => j.max_run_seconds + $2)
     END
-WHERE j.id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE id = ANY($1::bigint[]) AND status IN ('queued')
-    FOR UPDATE SKIP LOCKED
-)
+
+-- name: claim_returning :fragment
+-- What a claim returns: the columns of `polyqueue.job.ClaimedJob`.
 RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers,
           j.priority, j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds,
-          j.timeout_strategy;
+          j.timeout_strategy
 
--- name: job_claim_notices :many
--- The built-in `postgres` broker's receive and the claim in one statement, so picking up a
--- job costs one commit instead of two: lease up to $2 ready notices of the queues $1 for $3
--- seconds, exactly as `message_receive` does, and claim their queued jobs for worker $4
--- (timeout grace $5) as `job_claim_many` does, except the jobs in $6 (this worker still
--- holds an attempt of them). One row per leased notice: job_id is NULL when the body is
--- not a notice as `polyqueue.notices` writes it, the job's columns are NULL unless claimed.
+-- name: job_claim_many :many
+-- Claim the queued jobs among the ids $3 for worker $1 (timeout grace $2), counting an
+-- attempt each.
 -- transition: queued -> running
-WITH leased AS (
-    UPDATE {schema}.broker_messages AS m
-    SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries % 2147483647 + 1
-    WHERE m.id IN (
-        SELECT ready.id
-        FROM unnest($1::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-            SELECT id, priority, available_at FROM {schema}.broker_messages
-            WHERE queue = q.name AND available_at <= now()
-            ORDER BY priority DESC, available_at, id
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED
-        ) AS ready
-        ORDER BY ready.priority DESC, ready.available_at, ready.id
-        LIMIT $2
-    )
-    RETURNING m.id, m.queue, m.body, m.deliveries, m.priority,
-              substring(encode(m.body, 'escape') FROM '^\{"job_id":([1-9][0-9]{0,17})\}$')::bigint
-                  AS job_id
-), claimed AS (
-    UPDATE {schema}.jobs AS j
-    SET status = 'running', attempt = j.attempt + 1, worker_id = $4, started_at = now(),
-        notified_at = NULL, republishes = 0,
-        heartbeat_at = now(), finished_at = NULL, progress = NULL, progress_message = NULL,
-        timeout_at = CASE
-            WHEN j.max_run_seconds IS NULL OR j.timeout_strategy = 'ignore' THEN NULL
-            ELSE now() + make_interval(secs => j.max_run_seconds + $5)
-        END
-    WHERE j.id IN (
-        SELECT id FROM {schema}.jobs
-        WHERE id IN (SELECT job_id FROM leased) AND id <> ALL($6::bigint[])
-          AND status IN ('queued')
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers,
-              j.priority, j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds,
-              j.timeout_strategy
+UPDATE {schema}.jobs AS j
+{{claim_set}}
+WHERE j.id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE id = ANY($3::bigint[]) AND status IN ('queued')
+    FOR UPDATE SKIP LOCKED
 )
-SELECT leased.id AS message_id, leased.queue AS message_queue, leased.body AS message_body,
-       leased.deliveries AS message_deliveries, leased.priority AS message_priority,
-       leased.job_id, claimed.*
-FROM leased
-LEFT JOIN claimed ON claimed.id = leased.job_id
-ORDER BY leased.priority DESC, leased.id;
+{{claim_returning}};
 
 -- name: job_complete_many :many
 -- Record many outcomes of running attempts; a row whose attempt moved on is left alone.

@@ -23,7 +23,8 @@ from polyqueue.exceptions import (
 from polyqueue.listener import Listener
 from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.store import describe_url
-from polyqueue.store_errors import translate_errors
+from polyqueue.store.errors import translate_errors
+from polyqueue.wakeup import Wakeup
 from polyqueue_pgmq.codec import decode_body, encode_body
 from polyqueue_pgmq.install import install
 from polyqueue_pgmq.settings import ENV_PREFIX, load_pgmq_settings
@@ -82,13 +83,12 @@ class PgmqBroker(Broker):
         self._pool_max_size = pool_max_size
         self._pool: asyncpg.Pool | None = None
         self._options = options or ConnectionOptions()
+        self._wakeup = Wakeup()
         self._listener = Listener(
-            url, [CHANNEL], self._on_notify, on_reconnect=self._wake, options=self._options
+            url, [CHANNEL], self._on_notify, on_reconnect=self._wakeup.wake, options=self._options
         )
         self._known: set[str] = set()  # PGMQ queues known to exist
         self._tableless: set[str] = set()  # queues whose table went missing (created again)
-        self._wakeup = asyncio.Event()
-        self._interrupts = 0
         self._rotation = 0
         self._closed = False
 
@@ -144,7 +144,7 @@ class PgmqBroker(Broker):
     async def close(self) -> None:
         """Wake waiting receivers (they return []), stop listening, close the pool."""
         self._closed = True
-        self._wake()
+        self._wakeup.wake()
         await self._listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -247,15 +247,13 @@ class PgmqBroker(Broker):
         names = {self._pgmq_name(queue): queue for queue in queues}
         with self._translate():
             await self._ensure_queues(set(names))
-        interrupts = self._interrupts
-        while not self._closed and interrupts == self._interrupts:
-            wakeup = self._wakeup
+        waiter = self._wakeup.waiter()
+        while not self._closed and not waiter.interrupted:
             deliveries = await self._read(names, max_messages)
             remaining = deadline - time.monotonic()
             if deliveries or remaining <= 0:
                 return deliveries
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), min(remaining, self._poll_interval))
+            await waiter.wait(min(remaining, self._poll_interval))
         return []
 
     async def _read(self, names: Mapping[str, str], max_messages: int) -> list[Delivery]:
@@ -315,15 +313,10 @@ class PgmqBroker(Broker):
 
     def interrupt(self) -> None:
         """Make receives waiting for a NOTIFY or their poll interval return `[]` at once."""
-        self._interrupts += 1
-        self._wake()
+        self._wakeup.interrupt()
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
-        self._wake()
-
-    def _wake(self) -> None:
-        self._wakeup.set()
-        self._wakeup = asyncio.Event()
+        self._wakeup.wake()
 
     # -- settling -----------------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -15,9 +15,10 @@ from polyqueue.job import ClaimedJob, Job, NewJobs, Outcome
 from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.settings import describe_database_url as describe_url
 from polyqueue.sql import load_queries
-from polyqueue.store_errors import CONNECTION_ERRORS, translate_errors
-from polyqueue.store_inspection import InspectionQueries
-from polyqueue.store_maintenance import MaintenanceQueries
+from polyqueue.store.errors import CONNECTION_ERRORS, translate_errors
+from polyqueue.store.inspection import InspectionQueries
+from polyqueue.store.maintenance import MaintenanceQueries
+from polyqueue.store.records import InsertedJob, WorkerRegistration
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -25,63 +26,11 @@ if TYPE_CHECKING:
 
     from asyncpg import Connection, Record
 
-__all__ = [
-    "CONNECTION_ERRORS",
-    "Executor",
-    "InsertedJob",
-    "JobStore",
-    "WorkerRegistration",
-    "describe_url",
-]
+    from polyqueue.store.records import SqlExecutor
+
+__all__ = ["JobStore", "describe_url"]
 
 log = logging.getLogger(__name__)
-
-Executor = Any  # an asyncpg Connection or Pool: anything with execute/fetch/fetchrow
-
-
-@dataclass(frozen=True, slots=True)
-class InsertedJob:
-    """One job of an insert: its id, and whether this call created it."""
-
-    id: int
-    status: str
-    queue: str
-    priority: int
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRegistration:
-    """A worker's row in the registry, as it registers and heartbeats."""
-
-    id: str
-    hostname: str
-    pid: int
-    queues: Sequence[str]
-    concurrency: int
-    current_jobs: int = 0
-
-    def columns(self) -> tuple[str, str, int, list[str], int, int]:
-        """The parameters of `worker_register` and `worker_heartbeat`, in order."""
-        return (
-            self.id,
-            self.hostname,
-            self.pid,
-            list(self.queues),
-            self.concurrency,
-            self.current_jobs,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedNotice:
-    """One notice leased by `job_claim_notices`, with its job if this worker claimed it."""
-
-    message_id: int
-    deliveries: int
-    queue: str
-    body: bytes
-    job: ClaimedJob | None
 
 
 class JobStore(MaintenanceQueries, InspectionQueries):
@@ -153,7 +102,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
     # -- jobs ---------------------------------------------------------------------------------
 
     async def job_insert_many(
-        self, jobs: NewJobs, executor: Executor, announce_channel: str | None = None
+        self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
     ) -> list[InsertedJob]:
         """Insert `jobs` on `executor`; ids come back in the order of the payloads.
 
@@ -183,7 +132,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
         ]
 
     async def job_insert_one(
-        self, jobs: NewJobs, executor: Executor, announce_channel: str | None = None
+        self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
     ) -> InsertedJob:
         """Insert the one job of `jobs`; a taken idempotency key returns the older job."""
         (payload,) = jobs.payloads
@@ -210,58 +159,20 @@ class JobStore(MaintenanceQueries, InspectionQueries):
                 job_id, status = taken["id"], taken["status"]
         return InsertedJob(job_id, status, jobs.queue, jobs.priority, created=row["created"])
 
-    async def job_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        """The ids of the jobs holding these idempotency keys."""
-        with translate_errors("lookup by idempotency key"):
-            rows = await self.pool.fetch(self._sql["job_ids_by_keys"], list(keys))
-        return {row["idempotency_key"]: row["id"] for row in rows}
-
     async def job_claim_many(
         self, job_ids: Sequence[int], worker_id: str, timeout_grace: float
     ) -> list[ClaimedJob]:
         """Claim those of `job_ids` that are queued; the rest are not claimable."""
         with translate_errors("claim"):
             rows = await self.pool.fetch(
-                self._sql["job_claim_many"], list(job_ids), worker_id, timeout_grace
+                self._sql["job_claim_many"], worker_id, timeout_grace, list(job_ids)
             )
         return [ClaimedJob.from_row(row) for row in rows]
-
-    async def job_claim_notices(
-        self,
-        queues: Sequence[str],
-        *,
-        max_messages: int,
-        lease_seconds: float,
-        worker_id: str,
-        timeout_grace: float,
-        held: Sequence[int],
-    ) -> list[ClaimedNotice]:
-        """Lease the built-in `postgres` broker's ready notices and claim their jobs at once."""
-        with translate_errors("claim"):
-            rows = await self.pool.fetch(
-                self._sql["job_claim_notices"],
-                list(queues),
-                max_messages,
-                lease_seconds,
-                worker_id,
-                timeout_grace,
-                list(held),
-            )
-        return [
-            ClaimedNotice(
-                row["message_id"],
-                row["message_deliveries"],
-                row["message_queue"],
-                bytes(row["message_body"]),
-                None if row["id"] is None else ClaimedJob.from_row(row),
-            )
-            for row in rows
-        ]
 
     async def job_complete_many(
         self,
         outcomes: Sequence[Outcome],
-        executor: Executor | None = None,
+        executor: SqlExecutor | None = None,
         receipts: Sequence[tuple[int, int]] = (),
     ) -> dict[int, datetime | None]:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
@@ -308,7 +219,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             )
         return row is not None
 
-    async def job_promote_due(self, limit: int, executor: Executor) -> list[Record]:
+    async def job_promote_due(self, limit: int, executor: SqlExecutor) -> list[Record]:
         """Queue up to `limit` due scheduled jobs; return `(id, queue, priority)` rows."""
         with translate_errors("promote"):
             rows: list[Record] = await executor.fetch(self._sql["job_promote_due"], limit)
@@ -334,20 +245,20 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             rows = await self.pool.fetch(self._sql["job_status_many"], list(job_ids))
         return {row["id"]: row["status"] for row in rows}
 
-    async def job_cancel_many(self, job_ids: Sequence[int], executor: Executor) -> list[Record]:
+    async def job_cancel_many(self, job_ids: Sequence[int], executor: SqlExecutor) -> list[Record]:
         """Cancel the unfinished jobs among `job_ids`; return `(id, worker_id)` of each."""
         with translate_errors("cancel"):
             rows: list[Record] = await executor.fetch(self._sql["job_cancel_many"], list(job_ids))
         return rows
 
-    async def job_requeue_many(self, job_ids: Sequence[int], executor: Executor) -> list[Record]:
+    async def job_requeue_many(self, job_ids: Sequence[int], executor: SqlExecutor) -> list[Record]:
         """Queue the failed, cancelled or running jobs among `job_ids` again."""
         with translate_errors("requeue"):
             rows: list[Record] = await executor.fetch(self._sql["job_requeue_many"], list(job_ids))
         return rows
 
     async def job_fail_many(
-        self, job_ids: Sequence[int], reason: str, executor: Executor
+        self, job_ids: Sequence[int], reason: str, executor: SqlExecutor
     ) -> list[Record]:
         """Fail the unfinished jobs among `job_ids` with `reason` (an operator's decision)."""
         with translate_errors("fail"):
@@ -377,7 +288,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
 
     # -- notifications ------------------------------------------------------------------------
 
-    async def notify(self, channel: str, payload: str, executor: Executor) -> None:
+    async def notify(self, channel: str, payload: str, executor: SqlExecutor) -> None:
         """Send a notification, delivered when `executor`'s transaction commits."""
         with translate_errors("notify"):
             await executor.execute(self._sql["notify"], channel, payload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from polyqueue.store_errors import translate_errors
+from polyqueue.store.errors import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from polyqueue.store_errors import translate_errors
+from polyqueue.store.errors import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
     from asyncpg import Record
 
-__all__ = ["MaintenanceQueries"]
+    from polyqueue.store.records import SqlExecutor
 
-Executor = Any
+__all__ = ["MaintenanceQueries"]
 
 
 class MaintenanceQueries:
@@ -22,25 +22,25 @@ class MaintenanceQueries:
 
     _sql: dict[str, str]
 
-    async def maintenance_lock(self, schema: str, executor: Executor) -> bool:
+    async def maintenance_lock(self, schema: str, executor: SqlExecutor) -> bool:
         """Whether this transaction leads this round (a transaction-scoped advisory lock)."""
         with translate_errors("maintenance lock"):
             leader: bool = await executor.fetchval(self._sql["maintenance_lock"], schema)
         return leader
 
-    async def maintenance_guard(self, idle_timeout: float, executor: Executor) -> None:
+    async def maintenance_guard(self, idle_timeout: float, executor: SqlExecutor) -> None:
         """Let the server end this transaction's session after `idle_timeout` idle seconds."""
         with translate_errors("maintenance guard"):
             await executor.execute(self._sql["maintenance_guard"], str(int(idle_timeout * 1000)))
 
-    async def worker_reap(self, stale_after: float, executor: Executor) -> list[str]:
+    async def worker_reap(self, stale_after: float, executor: SqlExecutor) -> list[str]:
         """Mark workers silent for `stale_after` seconds dead; return their ids."""
         with translate_errors("reap workers"):
             rows = await executor.fetch(self._sql["worker_reap"], stale_after)
         return [row["id"] for row in rows]
 
     async def job_reclaim(
-        self, max_reclaims: int, stale_after: float, executor: Executor
+        self, max_reclaims: int, stale_after: float, executor: SqlExecutor
     ) -> list[Record]:
         """Queue again the running jobs no live worker holds (their worker is gone, or their
         own heartbeat is `stale_after` seconds old); `(id, queue, priority)` of each."""
@@ -51,7 +51,7 @@ class MaintenanceQueries:
         return rows
 
     async def job_fail_poison(
-        self, max_reclaims: int, stale_after: float, executor: Executor
+        self, max_reclaims: int, stale_after: float, executor: SqlExecutor
     ) -> list[int]:
         """Fail the jobs `job_reclaim` would reclaim for the `max_reclaims`-th time."""
         with translate_errors("fail poison jobs"):
@@ -59,7 +59,7 @@ class MaintenanceQueries:
         return [row["id"] for row in rows]
 
     async def job_expire_timeouts(
-        self, backoff_base: float, backoff_max: float, limit: int, executor: Executor
+        self, backoff_base: float, backoff_max: float, limit: int, executor: SqlExecutor
     ) -> list[Record]:
         """Apply the timeout strategy to jobs past `timeout_at`; `(id, status)` of each."""
         with translate_errors("expire timeouts"):
@@ -69,7 +69,7 @@ class MaintenanceQueries:
         return rows
 
     async def job_republish_stale(
-        self, older_than: float, limit: int, executor: Executor
+        self, older_than: float, limit: int, executor: SqlExecutor
     ) -> list[Record]:
         """Queued jobs whose notice may be lost; `(id, queue, priority)` of each."""
         with translate_errors("republish"):
@@ -79,7 +79,7 @@ class MaintenanceQueries:
         return rows
 
     async def job_prune(
-        self, succeeded: float, failed: float, cancelled: float, limit: int, executor: Executor
+        self, succeeded: float, failed: float, cancelled: float, limit: int, executor: SqlExecutor
     ) -> int:
         """Delete up to `limit` finished jobs past their retention (seconds per status)."""
         with translate_errors("prune"):
@@ -88,14 +88,14 @@ class MaintenanceQueries:
             )
         return deleted
 
-    async def worker_prune(self, retention: float, executor: Executor) -> int:
+    async def worker_prune(self, retention: float, executor: SqlExecutor) -> int:
         """Delete the rows of workers stopped or dead for over `retention` seconds."""
         with translate_errors("prune workers"):
             deleted: int = await executor.fetchval(self._sql["worker_prune"], retention)
         return deleted
 
     async def cron_last_ticks(
-        self, names: Sequence[str], executor: Executor
+        self, names: Sequence[str], executor: SqlExecutor
     ) -> dict[str, datetime]:
         """The last fired tick of each of these schedules that has one."""
         with translate_errors("cron ticks"):
@@ -103,7 +103,7 @@ class MaintenanceQueries:
         return {row["name"]: row["last_tick"] for row in rows}
 
     async def cron_advance(
-        self, name: str, expression: str, tick: datetime, executor: Executor
+        self, name: str, expression: str, tick: datetime, executor: SqlExecutor
     ) -> None:
         """Record `tick` as the schedule's last fired tick (never moving it back)."""
         with translate_errors("cron advance"):
