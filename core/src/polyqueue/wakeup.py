@@ -50,10 +50,9 @@ class Wakeup:
             signal.set_result(None)
 
     def interrupt(self) -> None:
-        """Every receive that has a waiter now returns `[]` as soon as it is not mid round trip.
-
-        Receives whose waiter is made later are not affected.
-        """
+        """Every receive whose waiter exists now returns `[]`: a waiting one at once, one mid
+        round trip when that ends (with what it brought, if anything). Waiters made later are
+        not affected."""
         self._interrupts += 1
         self.wake()
 

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
+from polyqueue.wakeup import Wakeup
 from polyqueue_azure.seam import make_seam
 from polyqueue_azure.settings import AzureBrokerSettings, load_azure_settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Sequence
 
+    from polyqueue.wakeup import Waiter
     from polyqueue_azure.ops import Operations
     from polyqueue_azure.seam import Received, ServiceBusSeam
 
@@ -78,8 +80,7 @@ class AzureBroker(Broker):
         what they bring."""
         self._held: defaultdict[str, list[Received]] = defaultdict(list)
         """Per queue, messages received beyond what the receive that took them asked for."""
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._interrupts = 0
+        self._wakeup = Wakeup()
         self._renewing: set[Lock] = set()
         self._rotation = 0
 
@@ -133,12 +134,12 @@ class AzureBroker(Broker):
         """Peek-lock messages, visiting `queues` in turn until some arrive or time is up."""
         ops = self._require()
         deadline = time.monotonic() + wait_seconds
-        interrupts = self._interrupts
+        waiter = self._wakeup.waiter()
         while queues and max_messages > 0 and not self._closed.is_set():
             for queue in self._rotated(queues):
                 wait = self._wait_slice(deadline, len(queues))
-                received = await self._receive_one(ops, queue, max_messages, wait)
-                if received or self._closed.is_set() or interrupts != self._interrupts:
+                received = await self._receive_one(ops, queue, max_messages, wait, waiter)
+                if received or self._closed.is_set() or waiter.interrupted:
                     return [self._delivery(queue, item) for item in received]
             if time.monotonic() >= deadline:
                 break
@@ -147,11 +148,7 @@ class AzureBroker(Broker):
     def interrupt(self) -> None:
         """Receives waiting now return `[]`; their Service Bus calls go on, and the next
         receive of each queue takes what they bring (nothing waits for a lock to run out)."""
-        self._interrupts += 1
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wakeup.interrupt()
 
     def _rotated(self, queues: Sequence[str]) -> list[str]:
         """`queues`, starting one further each call, so no queue starves the others."""
@@ -163,7 +160,7 @@ class AzureBroker(Broker):
         return min(max(remaining / queues, MIN_WAIT), self.settings.max_wait_time)
 
     async def _receive_one(
-        self, ops: Operations, queue: str, max_messages: int, wait: float
+        self, ops: Operations, queue: str, max_messages: int, wait: float, waiter: Waiter
     ) -> list[Received]:
         """One receive call (or what an interrupted one brought); `close()` cancels it, and
         then it returns nothing; `interrupt()` leaves it running, and then returns nothing."""
@@ -171,10 +168,10 @@ class AzureBroker(Broker):
             return held
         parked = self._parked[queue]
         task = parked.pop(0) if parked else self._start_receive(ops, queue, max_messages, wait)
-        if not await self._done_unless_interrupted(task):
-            parked.append(task)
-            return []
         try:
+            if not await waiter.run_unless_interrupted(task):  # cancelling this cancels the call
+                parked.append(task)
+                return []
             received = task.result()
         except asyncio.CancelledError:
             if self._closed.is_set() and not _cancelling():
@@ -195,19 +192,6 @@ class AzureBroker(Broker):
         self._receiving.add(task)
         task.add_done_callback(self._receiving.discard)
         return task
-
-    async def _done_unless_interrupted(self, task: asyncio.Task[list[Received]]) -> bool:
-        """Wait for `task`, or for an `interrupt()`; whether `task` is done."""
-        woken = asyncio.get_running_loop().create_future()
-        self._waiters.add(woken)
-        try:
-            await asyncio.wait({task, woken}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()  # the receive itself was cancelled: so is its call
-            raise
-        finally:
-            self._waiters.discard(woken)
-        return task.done()
 
     def _take_held(self, queue: str, max_messages: int) -> list[Received]:
         """Up to `max_messages` held messages of `queue` whose lock has not run out (the

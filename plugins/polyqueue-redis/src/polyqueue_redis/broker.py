@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
+from polyqueue.wakeup import Wakeup
 from polyqueue_redis.doorbell import Doorbell
 from polyqueue_redis.keys import KeySpace
 from polyqueue_redis.settings import RedisBrokerSettings, load_redis_settings
@@ -47,7 +48,7 @@ class RedisBroker(Broker):
         self._doorbell = Doorbell()
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
-        self._interrupts = 0
+        self._wakeup = Wakeup()
 
     @classmethod
     def from_environment(cls, environment: BrokerEnvironment) -> Self:
@@ -99,8 +100,8 @@ class RedisBroker(Broker):
         """Lease ready messages; else wait for a doorbell, a lease or delay running out."""
         self._require()  # a closed broker raises instead of returning at once, forever
         deadline = time.monotonic() + wait_seconds
-        interrupts = self._interrupts
-        while not self._closed and queues and max_messages > 0 and interrupts == self._interrupts:
+        waiter = self._wakeup.waiter()
+        while not self._closed and queues and max_messages > 0 and not waiter.interrupted:
             seen = self._doorbell.generation(queues)
             received = await self._receive_once(queues, max_messages)
             if received is None or received.messages:
@@ -111,9 +112,8 @@ class RedisBroker(Broker):
             if received.dropped:
                 continue  # garbage was dropped: what was behind it may be ready now
             due = received.next_due_in
-            await self._doorbell.wait(
-                queues, seen, remaining if due is None else min(due, remaining)
-            )
+            timeout = remaining if due is None else min(due, remaining)
+            await waiter.run_unless_interrupted(self._doorbell.wait(queues, seen, timeout))
         return []
 
     async def _receive_once(self, queues: Sequence[str], max_messages: int) -> Received | None:
@@ -127,8 +127,7 @@ class RedisBroker(Broker):
 
     def interrupt(self) -> None:
         """Make receives waiting for a doorbell return `[]` at once (a worker stopping)."""
-        self._interrupts += 1
-        self._doorbell.ring_all()
+        self._wakeup.interrupt()
 
     def _deliveries(self, received: Received | None) -> list[Delivery]:
         if received is None:

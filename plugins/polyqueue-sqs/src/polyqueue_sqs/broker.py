@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
 from polyqueue.exceptions import BrokerUnavailableError, PolyqueueError
+from polyqueue.wakeup import Wakeup
 from polyqueue_sqs.entries import (
     BATCH,
     MAX_DELAY_SECONDS,
@@ -84,7 +85,7 @@ class SqsBroker(Broker):
         self._held: list[tuple[float, Delivery]] = []
         self._intake: deque[tuple[float, int]] = deque()
         self._release_timer: asyncio.TimerHandle | None = None
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._wakeup = Wakeup()
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -135,9 +136,7 @@ class SqsBroker(Broker):
 
     def interrupt(self) -> None:
         """Receives waiting now return `[]`; their polls go on, what they bring is held."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wakeup.interrupt()
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -164,32 +163,26 @@ class SqsBroker(Broker):
         if not queues or max_messages <= 0:
             return []
         deadline = time.monotonic() + wait_seconds
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            polled = False
-            while True:
-                self._raise_failure(queues)
-                if waiter.done():  # interrupted, or closing: what came stays held
-                    return []
-                got = self._take(queues, max_messages)
-                now = time.monotonic()
-                if got:
-                    self._intake.append((now, len(got)))
-                    return got
-                remaining = deadline - now
-                if polled and remaining <= 0:
-                    return []
-                fresh, polls = self._poll(queues, max_messages, deadline)
-                if remaining > 0:
-                    await asyncio.wait(
-                        {*polls, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
-                elif fresh:
-                    await asyncio.wait({*fresh, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                polled = True
-        finally:
-            self._waiters.discard(waiter)
+        waiter = self._wakeup.waiter()
+        polled = False
+        while True:
+            self._raise_failure(queues)
+            if waiter.interrupted:  # interrupted, or closing: what came stays held
+                return []
+            got = self._take(queues, max_messages)
+            now = time.monotonic()
+            if got:
+                self._intake.append((now, len(got)))
+                return got
+            remaining = deadline - now
+            if polled and remaining <= 0:
+                return []
+            fresh, polls = self._poll(queues, max_messages, deadline)
+            waiting, timeout = (polls, remaining) if remaining > 0 else (fresh, None)
+            if waiting:  # until a poll ends; an interrupt leaves the polls going
+                ended = asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await waiter.run_unless_interrupted(ended)
+            polled = True
 
     def _poll(
         self, queues: Sequence[str], max_messages: int, deadline: float
