@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Intake"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("polyqueue.worker")  # the worker's lines, under its logger as before
 
 LOOK_AGAIN_SECONDS = 0.1
 """Delay before a notice whose job could not be claimed yet is delivered again."""

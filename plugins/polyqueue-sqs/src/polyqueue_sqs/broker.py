@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, Message
-from polyqueue.exceptions import BrokerUnavailableError, PolyqueueError
+from polyqueue.exceptions import BrokerError, BrokerUnavailableError, PolyqueueError
 from polyqueue.wakeup import Wakeup
 from polyqueue_sqs.entries import (
     BATCH,
@@ -151,6 +151,28 @@ class SqsBroker(Broker):
             for queue, queued in by_queue.items()
             for chunk in batches(queued)
         )
+
+    async def unheld(self, messages: Sequence[Message]) -> list[Message]:
+        """SQS cannot tell which messages it holds, only how many: a queue that holds at
+        least as many messages as are asked about is taken to hold them, and none of its
+        messages is returned; otherwise all of them are. The republisher then rings only for
+        queues that cannot hold every missing notice, instead of piling duplicates behind a
+        backlog that workers are still draining (each duplicate costs them a receive, a
+        lookup and a delete, and delays the notices behind it). A count that cannot be read
+        returns every message, as a broker that cannot tell does."""
+        by_queue: defaultdict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_queue[message.queue].append(message)
+        client = self._require()
+        unheld: list[Message] = []
+        for queue, asked in by_queue.items():
+            try:
+                held = await client.depth(queue)
+            except BrokerError:
+                held = 0
+            if held < len(asked):
+                unheld += asked
+        return unheld
 
     # -- receiving ----------------------------------------------------------------------------
 

@@ -205,6 +205,17 @@ class SqsClient:
             )
         _check_entries("ChangeMessageVisibilityBatch", reply)
 
+    async def depth(self, queue: str) -> int:
+        """GetQueueAttributes: the messages the queue holds, visible, in flight or delayed
+        (SQS's approximate counts, which may lag behind by a minute)."""
+        url = await self.queue_url(queue)
+        with self.translate("GetQueueAttributes", queue):
+            reply = await self._require().get_queue_attributes(
+                QueueUrl=url, AttributeNames=list(_DEPTH_ATTRIBUTES)
+            )
+        attributes = reply.get("Attributes") or {}
+        return sum(int(attributes.get(name, 0)) for name in _DEPTH_ATTRIBUTES)
+
     # -- errors -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -234,6 +245,13 @@ class _MissingQueueError(BrokerError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, broker=BROKER)
+
+
+_DEPTH_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 
 
 def _receipt_entries(receipts: Sequence[str]) -> list[dict[str, Any]]:
