@@ -1,7 +1,13 @@
-"""The built-in brokers run the broker contract suite unchanged."""
+"""The built-in brokers run the broker contract suite unchanged.
+
+The `postgres` broker also runs the server-restart cases, on the session's PostgreSQL really
+stopped and started again on its port (`PostgresOutage`; behind a `FaultProxy` in `drop`
+mode if the server is external). The in-process broker has no server: it runs none of them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -10,8 +16,9 @@ import pytest
 from polyqueue.broker import Broker, Message
 from polyqueue.brokers.memory import InProcessBroker
 from polyqueue.brokers.postgres import PostgresBroker
-from polyqueue.testing.contract import BrokerContract
+from polyqueue.testing.contract import BrokerContract, ServerRestartContract
 from polyqueue.testing.recording import RecordingBroker
+from polyqueue.testing.servers import PostgresOutage, PostgresServer
 
 LEASE = 1.0
 
@@ -32,6 +39,25 @@ class TestPostgresBroker(BrokerContract):
             )
         finally:
             await connection.close()
+
+
+@pytest.mark.slow
+class TestPostgresBrokerServerRestart(ServerRestartContract):
+    durable = True  # the rows are in PostgreSQL's tables
+
+    @pytest.fixture
+    async def broker(
+        self, clean_database: str, polyqueue_postgres: PostgresServer
+    ) -> AsyncIterator[PostgresBroker]:
+        if not PostgresOutage.possible(polyqueue_postgres):
+            pytest.skip("the test server is external and not on loopback: cannot take it down")
+        async with PostgresOutage(polyqueue_postgres) as self.outage:
+            url = self.outage.url_for(clean_database)
+            async with PostgresBroker(url, "polyqueue", lease_seconds=LEASE) as broker:
+                yield broker
+
+    def restart_server(self, broker: Broker) -> contextlib.AbstractAsyncContextManager[None]:  # noqa: ARG002
+        return self.outage.down()
 
 
 class TestInProcessBroker(BrokerContract):

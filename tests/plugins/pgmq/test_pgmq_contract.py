@@ -1,7 +1,13 @@
-"""The `pgmq` broker passes the broker contract suite unchanged, on the SQL-only PGMQ."""
+"""The `pgmq` broker passes the broker contract suite unchanged, on the SQL-only PGMQ.
+
+It also runs the server-restart cases, on the session's PostgreSQL really stopped and started
+again on its port (`PostgresOutage`; behind a `FaultProxy` in `drop` mode if the server is
+external).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -9,7 +15,8 @@ import pytest
 from pgmq_support import queue_table
 
 from polyqueue.broker import Broker
-from polyqueue.testing.contract import BrokerContract
+from polyqueue.testing.contract import BrokerContract, ServerRestartContract
+from polyqueue.testing.servers import PostgresOutage, PostgresServer
 from polyqueue_pgmq import PgmqBroker
 
 LEASE = 1.0
@@ -54,3 +61,22 @@ class TestPgmqBrokerArchiving(BrokerContract):
 
     async def inject_raw(self, broker: Broker, queue: str, body: bytes) -> None:
         await insert_row(broker, queue, body)
+
+
+@pytest.mark.slow
+class TestPgmqBrokerServerRestart(ServerRestartContract):
+    durable = True  # PGMQ's queues are PostgreSQL tables
+
+    @pytest.fixture
+    async def broker(
+        self, pgmq_database: str, pgmq_prefix: str, polyqueue_postgres: PostgresServer
+    ) -> AsyncIterator[PgmqBroker]:
+        if not PostgresOutage.possible(polyqueue_postgres):
+            pytest.skip("the test server is external and not on loopback: cannot take it down")
+        async with PostgresOutage(polyqueue_postgres) as self.outage:
+            url = self.outage.url_for(pgmq_database)
+            async with PgmqBroker(url, lease_seconds=LEASE, queue_prefix=pgmq_prefix) as broker:
+                yield broker
+
+    def restart_server(self, broker: Broker) -> contextlib.AbstractAsyncContextManager[None]:  # noqa: ARG002
+        return self.outage.down()

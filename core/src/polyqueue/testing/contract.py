@@ -17,24 +17,52 @@ broker's own storage (a member of a sorted set, a row of a table, a raw SDK send
 
     async def inject_raw(self, broker, queue, body):
         await raw_client.add(queue, body)
+
+A broker with a server also runs `ServerRestartContract`: a class of its own (or a second
+base of the contract class) whose `broker` fixture is connected to a server the test may take
+down. Override `restart_server`, an async context manager: the server is unreachable inside
+the block and runs again, at the same address, once the block exits::
+
+    class TestMyBrokerRestart(ServerRestartContract):
+        durable = True  # unacked messages survive a restart of this server
+
+        @contextlib.asynccontextmanager
+        async def restart_server(self, broker):
+            await asyncio.to_thread(server.stop)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(server.start)  # same port; wait until it listens
+
+A real stop and start is best where it is cheap (the embedded PostgreSQL, a `redis-server` of
+the test's own). Where it is not (a server other tests share, a server that would come back
+without the state a real deployment keeps, a test double), a `FaultProxy` (from
+`polyqueue.testing.proxy`) between broker and server, in `drop` mode inside the block, is an
+outage too: every connection is reset and new ones are refused. A broker without a server
+(the in-process one) does not include the class, so none of its cases is collected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import pytest
 
 from polyqueue.broker import Broker, Delivery, Message
+from polyqueue.exceptions import BrokerError
 from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Collection, Sequence
 
-__all__ = ["BrokerContract"]
+__all__ = ["BrokerContract", "ServerRestartContract"]
+
+T = TypeVar("T")
 
 PATIENCE = 15.0  # seconds to wait for something that must happen (never the assertion itself)
 
@@ -86,6 +114,7 @@ async def drain_like_a_worker(broker: Broker, queues: Sequence[str], quiet: floa
     """
     job_ids: list[int] = []
     nacked: set[bytes] = set()
+    asked = set(queues)
     deadline = time.monotonic() + PATIENCE * 4
     last_seen = time.monotonic()
     while (now := time.monotonic()) - last_seen < quiet:
@@ -93,6 +122,8 @@ async def drain_like_a_worker(broker: Broker, queues: Sequence[str], quiet: floa
         got = await broker.receive(queues, max_messages=10, wait_seconds=min(quiet, 1.0))
         last_seen = time.monotonic() if got else last_seen
         for delivery in got:
+            assert isinstance(delivery.body, bytes), f"a body of type {type(delivery.body)}"
+            assert delivery.queue in asked, f"delivered from {delivery.queue!r}, not asked"
             try:
                 job_ids.append(decode_notice(delivery.body))
             except InvalidNoticeError:
@@ -103,6 +134,75 @@ async def drain_like_a_worker(broker: Broker, queues: Sequence[str], quiet: floa
                     continue
             await broker.ack([delivery])
     return job_ids
+
+
+async def when_back(call: Callable[[], Awaitable[T]], *, timeout: float = PATIENCE) -> T:
+    """`call()`, retried while it raises `BrokerError`, for up to `timeout` seconds.
+
+    Right after its server comes back, a broker may fail a call or two on a connection that
+    died with the old server; a worker retries those, and so does this.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except BrokerError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def broker_outcome(
+    call: Callable[[], Awaitable[T]], what: str, *, timeout: float = PATIENCE
+) -> T | BrokerError:
+    """What `call()` returned, or the `BrokerError` it raised. Any other exception, or no
+    answer within `timeout` seconds, fails the test: a caller can only handle broker errors."""
+    limit = asyncio.timeout(timeout)
+    try:
+        async with limit:
+            return await call()
+    except BrokerError as exc:
+        return exc
+    except Exception as exc:  # the point: nothing but BrokerError may escape
+        if limit.expired():
+            pytest.fail(f"{what} did not return within {timeout} s")
+        pytest.fail(f"{what} raised {type(exc).__name__} (not a BrokerError): {exc}")
+
+
+async def outage_seen_by_receive(
+    broker: Broker, queues: Sequence[str]
+) -> list[Delivery] | BrokerError:
+    """Receive (each waiting half a second) until one raises `BrokerError`, for up to
+    `PATIENCE` seconds: the error, or what the last receive returned.
+
+    A receive may return (`[]`) while its round trip is still being retried, and raise at
+    a later call; it must raise nothing but `BrokerError`.
+    """
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        result = await broker_outcome(
+            lambda: broker.receive(queues, max_messages=1, wait_seconds=0.5),
+            "receive in an outage",
+        )
+        if isinstance(result, BrokerError) or time.monotonic() >= deadline:
+            return result
+
+
+async def receive_bodies(
+    broker: Broker, queues: Sequence[str], wanted: Collection[bytes], *, timeout: float = PATIENCE
+) -> list[bytes]:
+    """Receive and ack until every body of `wanted` was delivered or `timeout` passed; every
+    body delivered meanwhile, duplicates included. Broker errors are retried (`when_back`)."""
+    seen: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while not set(wanted) <= set(seen) and (remaining := deadline - time.monotonic()) > 0:
+        receive = functools.partial(
+            broker.receive, queues, max_messages=10, wait_seconds=min(remaining, 1.0)
+        )
+        got = await when_back(receive)
+        seen += [delivery.body for delivery in got]
+        await when_back(functools.partial(broker.ack, got))
+    return seen
 
 
 class BrokerContract:
@@ -240,6 +340,32 @@ class BrokerContract:
         assert [d.body for d in got] == [b"after"]
         await broker.ack(got)
 
+    async def test_a_cancelled_receive_loses_no_message(self, broker: Broker) -> None:
+        """A receive cancelled at any point of its round trip (a worker's task cancelled)
+        leaves the broker working, and what it leased comes back after the lease."""
+        queue = _queue()
+        await broker.publish([Message(queue, b"kept")])
+        for pause in (0.0, 0.001, 0.01, 0.05, 0.2):  # cancelled at different points
+            receiving = asyncio.create_task(
+                broker.receive([queue], max_messages=1, wait_seconds=PATIENCE)
+            )
+            await asyncio.sleep(pause)
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving  # it may have finished first: its delivery is left unacked
+        got = await receive_until(broker, [queue], 1, timeout=broker.lease_seconds + PATIENCE)
+        assert [d.body for d in got] == [b"kept"]
+        await broker.ack(got)
+        waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=60))
+        await asyncio.sleep(0.2)  # cancelled while waiting: it must not keep what comes next
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await broker.publish([Message(queue, b"after")])
+        got = await receive_until(broker, [queue], 1)
+        assert [d.body for d in got] == [b"after"]
+        await broker.ack(got)
+
     async def test_garbage_in_the_queue_never_hides_a_notice(self, broker: Broker) -> None:
         queue = _queue()
         for body in GARBAGE:
@@ -249,6 +375,14 @@ class BrokerContract:
             await self.inject_raw(broker, queue, body)
         assert await drain_like_a_worker(broker, [queue], broker.lease_seconds * 2 + 0.5) == [42]
 
+    async def test_garbage_in_one_queue_never_blocks_another(self, broker: Broker) -> None:
+        dirty, clean = _queue(), _queue()
+        for body in GARBAGE:
+            await self.inject_raw(broker, dirty, body)
+        await broker.publish([notice_message(7, clean)])
+        quiet = broker.lease_seconds * 2 + 0.5
+        assert await drain_like_a_worker(broker, [dirty, clean], quiet) == [7]
+
     async def test_close_while_receiving_returns(self, broker: Broker) -> None:
         queue = _queue()
         waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=60))
@@ -256,3 +390,96 @@ class BrokerContract:
         await broker.close()
         result = await asyncio.wait_for(waiting, PATIENCE)
         assert result == []
+
+
+class ServerRestartContract:
+    """The broker's server stops and starts again: calls during the outage fail with
+    `BrokerError` only, a receive waiting across it returns, and the broker recovers.
+
+    Include it in the test class of a broker with a server (see the module docstring) and
+    override `restart_server`. A broker without a server does not include it.
+    """
+
+    durable: ClassVar[bool] = True
+    """Whether messages published and not yet acked survive a restart of the test's server.
+
+    False for a server that legitimately loses them (Redis without persistence, an emulator
+    that keeps its state in memory): the cases then only require that the broker recovers and
+    delivers what is published after the restart. The core covers the lost notices: its
+    republisher publishes again the notices of jobs still queued (`republish_after`).
+    """
+
+    @pytest.fixture
+    def broker(self) -> Broker:
+        raise NotImplementedError("subclasses provide a started `broker` fixture")
+
+    def restart_server(self, broker: Broker) -> contextlib.AbstractAsyncContextManager[None]:
+        """Take `broker`'s server down for the block; start it again when the block exits.
+
+        Inside the block the server is unreachable: connections are refused or reset (a real
+        stop, or a `FaultProxy` in `drop` mode). When the block exits, the server accepts
+        connections again at the same address. Whether its messages survived is `durable`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} includes ServerRestartContract: override restart_server()"
+        )
+
+    async def test_unacked_messages_survive_a_restart_when_durable(self, broker: Broker) -> None:
+        queue = _queue()
+        before = {b"one", b"two"}
+        await broker.publish([Message(queue, body) for body in sorted(before)])
+        leased = await receive_until(broker, [queue], 1)  # one leased, the other ready
+        assert len(leased) == 1
+        async with self.restart_server(broker):
+            pass
+        await when_back(lambda: broker.publish([Message(queue, b"after")]))
+        wanted = {*before, b"after"} if self.durable else {b"after"}
+        seen = await receive_bodies(broker, [queue], wanted, timeout=PATIENCE * 2)
+        assert wanted <= set(seen) <= {*before, b"after"}, seen
+        await broker.ack(leased)  # a receipt from before the restart: must not fail
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 2 + 0.5)
+
+    async def test_calls_during_an_outage_raise_broker_errors(self, broker: Broker) -> None:
+        queue = _queue()
+        await broker.publish([Message(queue, b"before")])
+        got = await receive_until(broker, [queue], 1)
+        assert len(got) == 1
+        async with self.restart_server(broker):
+            published = await broker_outcome(
+                lambda: broker.publish([Message(queue, b"refused")]), "publish in an outage"
+            )
+            received = await outage_seen_by_receive(broker, [queue])
+            # Settling may fail or not (the message is then delivered again): never otherwise.
+            await broker_outcome(lambda: broker.extend(got, 5.0), "extend in an outage")
+            await broker_outcome(lambda: broker.nack(got), "nack in an outage")
+            acked = await broker_outcome(lambda: broker.ack(got), "ack in an outage")
+        assert isinstance(published, BrokerError), f"publish in an outage returned {published!r}"
+        assert isinstance(received, BrokerError), (
+            f"receives kept returning during an outage of {PATIENCE} s, last {received!r}:"
+            " the caller never learns that the broker is down"
+        )
+        await when_back(lambda: broker.publish([Message(queue, b"after")]))
+        # An ack that returned may have been queued and sent since: then "before" may be gone.
+        kept = self.durable and isinstance(acked, BrokerError)
+        wanted = {b"before", b"after"} if kept else {b"after"}
+        seen = await receive_bodies(broker, [queue], wanted, timeout=PATIENCE * 2)
+        assert wanted <= set(seen) <= {b"before", b"refused", b"after"}, seen
+
+    async def test_a_receive_waiting_across_a_restart_returns(self, broker: Broker) -> None:
+        queue = _queue()
+        wait = 5.0
+        waiting = asyncio.create_task(broker.receive([queue], max_messages=1, wait_seconds=wait))
+        await asyncio.sleep(0.2)  # let the receive start waiting; the assertions are below
+        async with self.restart_server(broker):
+            await asyncio.sleep(0.5)  # the receive now waits on a server that is gone
+        await when_back(lambda: broker.publish([Message(queue, b"after")]))
+        result = await broker_outcome(
+            lambda: waiting, "a receive waiting across a restart", timeout=wait + PATIENCE
+        )
+        early = result if isinstance(result, list) else []  # or a BrokerError: retried
+        seen = [d.body for d in early]
+        await broker.ack(early)
+        if not early:
+            seen += await receive_bodies(broker, [queue], {b"after"})
+        assert seen == [b"after"]
+        assert await receive_nothing(broker, [queue], broker.lease_seconds * 2 + 0.5)

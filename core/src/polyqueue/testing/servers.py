@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from polyqueue.embedded import EmbeddedPostgres
+from polyqueue.testing.proxy import FaultProxy
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 __all__ = [
+    "PostgresOutage",
     "PostgresServer",
     "create_database",
     "drop_database",
@@ -48,6 +53,73 @@ class PostgresServer:
         if self.embedded is None:
             raise RuntimeError("cannot restart an external server")
         self.embedded.restart()
+
+
+class PostgresOutage:
+    """Takes a test PostgreSQL down for a block, for clients connected through `url_for`.
+
+    An embedded server is really stopped (a `fast` shutdown: every session ends) and started
+    again on the same port when the block exits, its data kept. An external server is not
+    ours to stop: a `FaultProxy` in front of it drops every connection instead. Use it as
+    `async with PostgresOutage(server) as outage:` so that the proxy, if any, is closed.
+    """
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.proxy: FaultProxy | None = None
+
+    @staticmethod
+    def possible(server: PostgresServer) -> bool:
+        """Whether an outage can be made: an embedded server, or an external one on loopback
+        (the proxy only forwards to 127.0.0.1)."""
+        host = urlsplit(server.admin_url).hostname
+        return server.can_restart or host in {"127.0.0.1", "localhost"}
+
+    async def __aenter__(self) -> Self:
+        if not self.possible(self.server):
+            raise RuntimeError(f"cannot take {self.server.admin_url} down: not on loopback")
+        if not self.server.can_restart:
+            port = urlsplit(self.server.admin_url).port or 5432
+            self.proxy = FaultProxy(port)
+            await self.proxy.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.proxy is not None:
+            await self.proxy.close()
+
+    @property
+    def restarts(self) -> bool:
+        """Whether `down()` really stops the server (else the proxy drops connections)."""
+        return self.proxy is None
+
+    def url_for(self, url: str) -> str:
+        """`url` (a database on this server) as clients must use it: through the proxy if any."""
+        if self.proxy is None:
+            return url
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+        return urlunsplit(parts._replace(netloc=f"{netloc}:{self.proxy.port}"))
+
+    @contextlib.asynccontextmanager
+    async def down(self) -> AsyncIterator[None]:
+        """The server unreachable inside the block, accepting connections again after it."""
+        if self.proxy is not None:
+            self.proxy.set_mode("drop")
+            try:
+                yield
+            finally:
+                self.proxy.set_mode("pass")
+            return
+        embedded = self.server.embedded
+        if embedded is None:  # pragma: no cover  (can_restart said otherwise in __aenter__)
+            raise RuntimeError("cannot stop an external server")
+        port = embedded.live_port
+        await asyncio.to_thread(embedded.stop, force=True)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(embedded._start, port)  # noqa: SLF001  (same port, like restart())
 
 
 def start_postgres_server(base_dir: Path) -> PostgresServer:
