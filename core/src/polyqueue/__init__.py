@@ -28,13 +28,16 @@ if TYPE_CHECKING:
         PayloadTooLargeError,
         PolyqueueError,
         ResultUnavailableError,
+        Retry,
         SerializationError,
+        Snooze,
         StoreError,
         TerminalError,
         UnknownPluginError,
         UnsupportedCapabilityError,
         WorkerLoopError,
     )
+    from polyqueue.executor import RetryPolicy
     from polyqueue.hookspecs import hookimpl
     from polyqueue.job import Job, JobError
     from polyqueue.runner import main
@@ -66,7 +69,10 @@ __all__ = [
     "PolyqueueError",
     "PolyqueueSettings",
     "ResultUnavailableError",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
+    "Snooze",
     "StoreError",
     "TerminalError",
     "UnknownPluginError",
@@ -90,7 +96,9 @@ _EXCEPTIONS = (
     "PayloadTooLargeError",
     "PolyqueueError",
     "ResultUnavailableError",
+    "Retry",
     "SerializationError",
+    "Snooze",
     "StoreError",
     "TerminalError",
     "UnknownPluginError",
@@ -106,6 +114,7 @@ _HOMES: dict[str, str] = {
     "Message": "polyqueue.broker",
     "JobContext": "polyqueue.context",
     "CronTick": "polyqueue.cron",
+    "RetryPolicy": "polyqueue.executor",
     "hookimpl": "polyqueue.hookspecs",
     "Job": "polyqueue.job",
     "JobError": "polyqueue.job",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from polyqueue.broker import Broker
     from polyqueue.cron import Misfire
     from polyqueue.embedded import EmbeddedPostgres
-    from polyqueue.handlers import Handler
+    from polyqueue.handlers import Handler, RetryBackoff
     from polyqueue.producer import Producer
     from polyqueue.publisher import NoticePublisher
     from polyqueue.store import JobStore
@@ -127,8 +127,13 @@ class Polyqueue(JobClient):
         max_attempts: int | None = None,
         max_run_seconds: float | None = None,
         timeout_strategy: TimeoutStrategy | None = None,
+        retry_backoff: RetryBackoff | None = None,
     ) -> Callable[[F], F]:
-        """Register a handler `(payload: Model[, ctx: JobContext]) -> result` under `name`."""
+        """Register a handler `(payload: Model[, ctx: JobContext]) -> result` under `name`.
+
+        `retry_backoff` replaces the app-wide `retry_backoff_base`/`retry_backoff_max` for
+        this handler's retries: a `RetryPolicy`, or any `(attempt) -> seconds` callable.
+        """
 
         def decorate(function: F) -> F:
             return self._registry.register(
@@ -139,6 +144,7 @@ class Polyqueue(JobClient):
                 max_attempts=max_attempts,
                 max_run_seconds=max_run_seconds,
                 timeout_strategy=timeout_strategy,
+                retry_backoff=retry_backoff,
             )
 
         return decorate

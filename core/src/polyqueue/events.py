@@ -9,6 +9,7 @@ __all__ = [
     "JobEvent",
     "JobFailed",
     "JobRetrying",
+    "JobSnoozed",
     "JobStarted",
     "JobSucceeded",
     "JobTimedOut",
@@ -69,6 +70,17 @@ class JobRetrying(JobEvent):
     worker_id: str
     duration: float
     error_type: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnoozed(JobEvent):
+    """The handler raised `Snooze`: the job is scheduled again after `delay` seconds, and
+    the attempt is not counted."""
+
+    attempt: int
+    worker_id: str
+    duration: float
     delay: float
 
 

@@ -20,14 +20,19 @@ PolyqueueError
     └── UnsupportedCapabilityError  the broker does not offer what was asked
 
 TerminalError                       raised by handlers: fail now, never retry
+Snooze                              raised by handlers: run again later, no attempt used
+Retry                               raised by handlers: a failed attempt, retried after `delay`
 ```
 
-`TerminalError` lives outside `PolyqueueError`: users raise it, the library does not.
+`TerminalError`, `Snooze` and `Retry` live outside `PolyqueueError`: users raise them, the
+library does not.
 Errors from asyncpg or a broker SDK are chained (`raise ... from exc`) at the boundary.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,7 +51,9 @@ __all__ = [
     "PayloadTooLargeError",
     "PolyqueueError",
     "ResultUnavailableError",
+    "Retry",
     "SerializationError",
+    "Snooze",
     "StoreError",
     "TerminalError",
     "UnknownPluginError",
@@ -163,3 +170,38 @@ class UnsupportedCapabilityError(BrokerError):
 
 class TerminalError(Exception):
     """Raised by a handler to fail its job at once, without retry."""
+
+
+def _seconds(delay: float | timedelta, what: str) -> float:
+    """`delay` in seconds; `ValueError` unless it is a finite number of seconds >= 0."""
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {delay!r}")
+    return seconds
+
+
+class Snooze(Exception):  # noqa: N818  (a signal, like StopIteration, not an error)
+    """Raised by a handler to run its job again after `delay`, without using an attempt.
+
+    The job goes back to `scheduled`, due `delay` (seconds or a `timedelta`) from now. The
+    attempt budget is untouched however often a job snoozes: a handler that always snoozes
+    runs forever, so cap it yourself if it must end (`ctx.attempt` grows with every run).
+    """
+
+    def __init__(self, delay: float | timedelta) -> None:
+        self.delay = _seconds(delay, "a snooze's delay")
+        super().__init__(f"snoozed for {self.delay:g}s")
+
+
+class Retry(Exception):  # noqa: N818  (a signal, like StopIteration, not an error)
+    """Raised by a handler to fail its attempt and be retried after exactly `delay`.
+
+    The attempt counts. With attempts left the job runs again `delay` (seconds or a
+    `timedelta`) from now; `delay=None` uses the handler's backoff. With none left the job
+    fails like any retryable error, with error type `Retry` and `reason` as its message.
+    """
+
+    def __init__(self, delay: float | timedelta | None = None, reason: str | None = None) -> None:
+        self.delay = None if delay is None else _seconds(delay, "a retry's delay")
+        self.reason = reason
+        super().__init__(reason or "the handler asked for a retry")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import time
 import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import retry_delay
-from polyqueue.exceptions import SerializationError, TerminalError
+from polyqueue.exceptions import Retry, SerializationError, Snooze, TerminalError
 from polyqueue.handlers import check_storable
 from polyqueue.job import Outcome
 from polyqueue.middleware import compose
@@ -38,14 +39,33 @@ _sync_deadline: contextvars.ContextVar[tuple[asyncio.Timeout, float] | None] = (
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter between attempts."""
+    """Exponential backoff between attempts: before retry `n` (after the `n`-th failed
+    attempt of the current budget) wait up to `min(cap, base * 2 ** (n - 1))` seconds.
+
+    With `jitter` (the default) the wait is uniform in `[0, that]` (full jitter); without, it
+    is exactly that. The app-wide policy is `retry_backoff_base`/`retry_backoff_max`; give a
+    handler its own with `register(retry_backoff=RetryPolicy(...))`. A policy is a callable
+    `(attempt) -> seconds`, like any other `retry_backoff`.
+    """
 
     base: float
     cap: float
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        for field, value in (("base", self.base), ("cap", self.cap)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"RetryPolicy.{field} must be a finite number >= 0, not {value!r}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before the retry that follows failed attempt `attempt`."""
-        return retry_delay(attempt, self.base, self.cap)
+        if self.jitter:
+            return retry_delay(attempt, self.base, self.cap)
+        return min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))
+
+    def __call__(self, attempt: int) -> float:
+        """The same as `delay`: a policy is a `retry_backoff` callable."""
+        return self.delay(attempt)
 
 
 class Executor:
@@ -134,13 +154,47 @@ class Executor:
         return await self._threads.run(handler.function, *args, on_start=start_clock)
 
     def failure(self, job: ClaimedJob, exc: BaseException) -> Outcome:
-        """A retry after backoff, or a failure if `exc` is terminal or attempts are spent."""
+        """A retry after backoff (or after a `Retry`'s own delay), or a failure if `exc` is
+        terminal or attempts are spent; a `Snooze` is none of these: it uses no attempt."""
+        if isinstance(exc, Snooze):
+            return Outcome(job.id, job.attempt, "scheduled", delay=exc.delay, snoozed=True)
         terminal = isinstance(exc, TerminalError | SerializationError)
         if terminal or not job.attempts_left:
             outcome = _error_outcome(job, "failed", exc)
             return replace(outcome, expected=isinstance(exc, TerminalError))
-        delay = self._retry.delay(job.attempt - job.attempt_base)
-        return _error_outcome(job, "scheduled", exc, delay=delay)
+        if isinstance(exc, Retry):
+            delay = self.backoff(job) if exc.delay is None else exc.delay
+            return replace(_error_outcome(job, "scheduled", exc, delay=delay), expected=True)
+        return _error_outcome(job, "scheduled", exc, delay=self.backoff(job))
+
+    def backoff(self, job: ClaimedJob) -> float:
+        """Seconds before retrying `job`'s failed attempt: its handler's `retry_backoff` if
+        it has one and that gives a delay, else the app-wide policy."""
+        retry = job.attempt - job.attempt_base
+        handler = self._handlers.get(job.name)
+        custom = None if handler is None else handler.retry_backoff
+        if custom is None:
+            return self._retry.delay(retry)
+        try:
+            delay = float(custom(retry))
+        except Exception:
+            log.warning(
+                "job %s: the retry backoff of %r raised; using the default backoff",
+                job.id,
+                job.name,
+                exc_info=True,
+            )
+            return self._retry.delay(retry)
+        if not (math.isfinite(delay) and delay >= 0):
+            log.warning(
+                "job %s: the retry backoff of %r returned %r, not a delay in seconds >= 0;"
+                " using the default backoff",
+                job.id,
+                job.name,
+                delay,
+            )
+            return self._retry.delay(retry)
+        return delay
 
     def _timed_out(self, job: ClaimedJob, limit: float, cause: TimeoutError) -> Outcome:
         error = TimeoutError(f"job exceeded its time limit of {limit:g}s")

@@ -24,11 +24,16 @@ from polyqueue.exceptions import (
 
 __all__ = [
     "Handler",
+    "RetryBackoff",
     "build_handler",
     "check_finite",
     "check_storable",
     "describe_validation_error",
 ]
+
+RetryBackoff = Callable[[int], float]
+"""A handler's own retry delay: `(attempt) -> seconds`, where `attempt` is the number of the
+failed attempt within the job's current budget (1 for the first). A `RetryPolicy` is one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,8 @@ class Handler:
     timeout_strategy: str
     takes_context: bool
     is_async: bool
+    retry_backoff: RetryBackoff | None = None
+    """Replaces the app-wide backoff for this handler's retries, if given."""
 
     def encode_payload(self, payload: BaseModel | Mapping[str, Any], limit: int) -> str:
         """Validate `payload` against the model; return its JSON (at most `limit` bytes)."""
@@ -144,6 +151,7 @@ def build_handler(
     max_attempts: int,
     max_run_seconds: float | None,
     timeout_strategy: str,
+    retry_backoff: RetryBackoff | None = None,
 ) -> Handler:
     """Inspect `function`'s annotations; `ConfigurationError` if they do not fit."""
     if max_attempts < 1:
@@ -154,6 +162,11 @@ def build_handler(
         raise ConfigurationError(
             f"handler {name!r}: timeout_strategy must be retry, fail or ignore, "
             f"not {timeout_strategy!r}"
+        )
+    if retry_backoff is not None and not callable(retry_backoff):
+        raise ConfigurationError(
+            f"handler {name!r}: retry_backoff must be a RetryPolicy or a callable "
+            f"(attempt) -> seconds, not {type(retry_backoff).__name__}"
         )
     model, takes_context, returns = _inspect_signature(function, name)
     return Handler(
@@ -167,6 +180,7 @@ def build_handler(
         timeout_strategy=timeout_strategy,
         takes_context=takes_context,
         is_async=inspect.iscoroutinefunction(function),
+        retry_backoff=retry_backoff,
     )
 
 

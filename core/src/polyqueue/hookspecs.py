@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         JobEnqueued,
         JobFailed,
         JobRetrying,
+        JobSnoozed,
         JobStarted,
         JobSucceeded,
         JobTimedOut,
@@ -164,6 +165,17 @@ def polyqueue_job_retrying(event: JobRetrying) -> None:
     """An attempt failed and the job will run again after a backoff.
 
     :param event: the job, attempt, worker, duration, error type and the delay in seconds.
+    """
+
+
+@hookspec
+def polyqueue_job_snoozed(event: JobSnoozed) -> None:
+    """A handler raised `Snooze`: the job runs again after the delay, with no attempt used.
+
+    Neither a success nor a failure: no succeeded, failed or retrying event is emitted for
+    the attempt.
+
+    :param event: the job, attempt, worker, duration and the delay in seconds.
     """
 
 

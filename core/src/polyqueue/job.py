@@ -147,10 +147,13 @@ class Outcome:
     error_message: str | None = None
     error_traceback: str | None = None
     delay: float = 0.0
+    """Seconds until a `scheduled` outcome is due again."""
+    snoozed: bool = False
+    """A `scheduled` outcome that uses no attempt: the handler raised `Snooze`."""
     duration: float = 0.0
     """Seconds the handler ran (not stored: for metrics and logs)."""
     timed_out: bool = False
     """Whether the attempt passed its time limit (not stored: for metrics and logs)."""
     expected: bool = False
     """Whether the handler asked for this failure: a `TerminalError` (any subclass) raised
-    by it (not stored: for logs)."""
+    by it, or a `Retry` with attempts left (not stored: for logs)."""

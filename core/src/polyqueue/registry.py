@@ -10,6 +10,7 @@ from polyqueue.exceptions import ConfigurationError, HandlerNotFoundError
 from polyqueue.handlers import Handler, build_handler
 
 if TYPE_CHECKING:
+    from polyqueue.handlers import RetryBackoff
     from polyqueue.settings import PolyqueueSettings, TimeoutStrategy
 
 __all__ = ["HandlerRef", "Registry"]
@@ -44,8 +45,10 @@ class Registry:
         max_attempts: int | None,
         max_run_seconds: float | None,
         timeout_strategy: TimeoutStrategy | None,
+        retry_backoff: RetryBackoff | None = None,
     ) -> F:
-        """Register `function` as a handler; unset options come from `settings`."""
+        """Register `function` as a handler; unset options come from `settings` (an unset
+        `retry_backoff` means the app-wide `retry_backoff_base`/`retry_backoff_max`)."""
         handler_name = name or f"{function.__module__}.{function.__qualname__}"
         if handler_name in self.handlers:
             raise ConfigurationError(f"a handler is already registered as {handler_name!r}")
@@ -56,6 +59,7 @@ class Registry:
             max_attempts=_given(max_attempts, settings.default_max_attempts),
             max_run_seconds=_given(max_run_seconds, settings.default_max_run_seconds),
             timeout_strategy=timeout_strategy or settings.default_timeout_strategy,
+            retry_backoff=retry_backoff,
         )
         self._names[function] = handler_name
         return function

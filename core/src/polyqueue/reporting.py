@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from polyqueue.events import JobFailed, JobRetrying, JobStarted, JobSucceeded, JobTimedOut
+from polyqueue.events import (
+    JobFailed,
+    JobRetrying,
+    JobSnoozed,
+    JobStarted,
+    JobSucceeded,
+    JobTimedOut,
+)
 from polyqueue.logs import log_with_traceback, user_frames
 from polyqueue.plugins import emit
 
@@ -37,14 +44,18 @@ def report_finished(
     if outcome.timed_out:
         limit = job.max_run_seconds or 0.0
         emit(manager, "polyqueue_job_timed_out", JobTimedOut(*common, limit, job.timeout_strategy))
-    if outcome.status == "succeeded":
+    if outcome.snoozed:
+        log.info("snoozed after %.3fs, runs again in %.2fs", outcome.duration, outcome.delay)
+        event_snoozed = JobSnoozed(*common, outcome.duration, outcome.delay)
+        emit(manager, "polyqueue_job_snoozed", event_snoozed)
+    elif outcome.status == "succeeded":
         log.info("succeeded in %.3fs", outcome.duration)
         emit(manager, "polyqueue_job_succeeded", JobSucceeded(*common, outcome.duration))
     elif outcome.status == "scheduled":
         log_with_traceback(
             log,
             logging.WARNING,
-            user_frames(outcome.error_traceback),
+            None if outcome.expected else user_frames(outcome.error_traceback),
             "failed in %.3fs, retrying in %.2fs: %s: %s",
             outcome.duration,
             outcome.delay,

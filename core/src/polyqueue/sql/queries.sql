@@ -102,12 +102,13 @@ WHERE j.id IN (
 
 -- name: job_complete_many :many
 -- Record many outcomes of running attempts; a row whose attempt moved on is left alone.
--- With receipts in $9 and $10 (the built-in `postgres` broker beside the jobs), the same
--- statement acks their notices as `message_delete_many` does: one commit for both.
+-- A snoozed outcome ($9) is scheduled without using an attempt: `attempt_base` moves on, as
+-- for a give-back. With receipts in $10 and $11 (the built-in `postgres` broker beside the
+-- jobs), the same statement acks their notices as `message_delete_many` does: one commit.
 -- transition: running -> succeeded | failed | scheduled
 WITH acked AS (
     DELETE FROM {schema}.broker_messages AS m
-    USING unnest($9::bigint[], $10::integer[]) AS r(id, deliveries)
+    USING unnest($10::bigint[], $11::integer[]) AS r(id, deliveries)
     WHERE m.id = r.id AND m.deliveries = r.deliveries
 )
 UPDATE {schema}.jobs AS j
@@ -118,13 +119,14 @@ SET status = o.status::{schema}.job_status,
     error_traceback = coalesce(o.error_traceback, j.error_traceback),
     run_at = CASE WHEN o.status = 'scheduled'
                   THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
+    attempt_base = j.attempt_base + (o.status = 'scheduled' AND o.snoozed)::integer,
     finished_at = CASE WHEN o.status = 'scheduled' THEN NULL ELSE now() END,
     worker_id = CASE WHEN o.status = 'scheduled' THEN NULL ELSE j.worker_id END,
     timeout_at = NULL
 FROM unnest(
     $1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::double precision[]
-) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay)
+    $8::double precision[], $9::boolean[]
+) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay, snoozed)
 WHERE j.id = o.id AND j.attempt = o.attempt AND j.status IN ('running')
   AND o.status IN ('succeeded', 'failed', 'scheduled')
 RETURNING j.id, j.status::text AS status, j.run_at;

@@ -176,7 +176,8 @@ class JobStore(MaintenanceQueries, InspectionQueries):
         receipts: Sequence[tuple[int, int]] = (),
     ) -> dict[int, datetime | None]:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
-        fenced off), each with its `run_at` if it was scheduled for a retry.
+        fenced off), each with its `run_at` if it was scheduled (a retry or a snooze; a
+        snoozed outcome uses no attempt).
 
         `receipts` of the built-in `postgres` broker's deliveries are acked in the same
         statement.
@@ -190,6 +191,7 @@ class JobStore(MaintenanceQueries, InspectionQueries):
             [o.error_message for o in outcomes],
             [o.error_traceback for o in outcomes],
             [o.delay for o in outcomes],
+            [o.snoozed for o in outcomes],
         )
         with translate_errors("record outcomes"):
             rows = await (executor or self.pool).fetch(
