@@ -30,7 +30,8 @@ async def clean_database(polyqueue_database_url: str) -> str:
     try:
         await connection.execute(
             "TRUNCATE polyqueue.jobs, polyqueue.workers, polyqueue.broker_messages,"
-            " polyqueue.cron_schedules"
+            " polyqueue.cron_schedules, polyqueue.flow_limits, polyqueue.paused_queues,"
+            " polyqueue.flow_starts"
         )
     finally:
         await connection.close()

@@ -11,6 +11,7 @@ from polyqueue.client import JobClient
 from polyqueue.exceptions import (
     ConfigurationError,
 )
+from polyqueue.limits import Limits
 from polyqueue.middleware import EnqueueContext, compose, flatten
 from polyqueue.plugins import (
     check_hookimpls,
@@ -20,6 +21,7 @@ from polyqueue.plugins import (
     select_broker,
     select_serializer,
 )
+from polyqueue.queues import QueueControl
 from polyqueue.registry import HandlerRef, Registry
 from polyqueue.runtime import Runtime, RuntimeParts, close_runtime, open_runtime
 from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from polyqueue.cron import Misfire
     from polyqueue.embedded import EmbeddedPostgres
     from polyqueue.handlers import Handler, RetryBackoff
+    from polyqueue.limits import ConcurrencyKey, Rate
     from polyqueue.producer import Producer
     from polyqueue.publisher import NoticePublisher
     from polyqueue.store import JobStore
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Polyqueue(JobClient):
+class Polyqueue(JobClient, QueueControl):
     """One job queue: settings, handlers, the job store and the broker.
 
     `async with app:` opens the pool (starting the embedded PostgreSQL when no
@@ -128,12 +131,22 @@ class Polyqueue(JobClient):
         max_run_seconds: float | None = None,
         timeout_strategy: TimeoutStrategy | None = None,
         retry_backoff: RetryBackoff | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | Rate | None = None,
+        concurrency_key: ConcurrencyKey | None = None,
     ) -> Callable[[F], F]:
         """Register a handler `(payload: Model[, ctx: JobContext]) -> result` under `name`.
 
         `retry_backoff` replaces the app-wide `retry_backoff_base`/`retry_backoff_max` for
         this handler's retries: a `RetryPolicy`, or any `(attempt) -> seconds` callable.
+        `concurrency_limit` (jobs running at once) and `rate_limit` (`"100/m"`: starts in any
+        window) hold across every worker and host; with `concurrency_key` (a payload field
+        name or a function of the payload) they hold per key (docs/flow-control.md).
         """
+        what = f"handler {name!r}" if name else "handler"
+        limits = Limits.build(
+            concurrency_limit, rate_limit, per_key=concurrency_key is not None, what=what
+        )
 
         def decorate(function: F) -> F:
             return self._registry.register(
@@ -145,6 +158,8 @@ class Polyqueue(JobClient):
                 max_run_seconds=max_run_seconds,
                 timeout_strategy=timeout_strategy,
                 retry_backoff=retry_backoff,
+                limits=limits,
+                concurrency_key=concurrency_key,
             )
 
         return decorate
@@ -200,6 +215,8 @@ class Polyqueue(JobClient):
             handlers=self.handlers,
             cron_schedules=self.cron_schedules,
             migration_lines=self.migration_lines,
+            limits=self._registry.limits,
+            key_functions=self._registry.key_functions,
         )
         try:
             self._runtime = await open_runtime(parts)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from polyqueue.exceptions import UnsupportedCapabilityError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from polyqueue.job import ClaimedJob
     from polyqueue.settings import PolyqueueSettings
@@ -30,6 +30,7 @@ __all__ = [
     "Colocation",
     "Delivery",
     "Message",
+    "present",
 ]
 
 
@@ -99,6 +100,11 @@ class Delivery:
 
     def __repr__(self) -> str:
         return f"Delivery(queue={self.queue!r}, handle={self.handle!r})"
+
+
+def present(deliveries: Iterable[Delivery | None]) -> list[Delivery]:
+    """The deliveries that exist: a job started without a notice (flow control) has none."""
+    return [delivery for delivery in deliveries if delivery is not None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 It receives notices and claims their jobs (with a broker in the jobs database, both in one
 statement: `Broker.receive_claiming`), and settles every notice it cannot use: a duplicate
 or a notice of a finished job is acked, a notice of a job locked elsewhere or held by this
-worker is given back to look at again, a message that is not a notice is dropped.
+worker is given back to look at again, a message that is not a notice is dropped. A notice
+of a job held back by flow control is acked too, and the job is left to `flow_claim`, which
+starts held-back jobs (without a notice) when their limits have room (`polyqueue.flow`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from polyqueue.broker import ClaimTerms
+from polyqueue.flow import FlowSignal, flow_channel
 from polyqueue.notices import InvalidNoticeError, decode_notice
 
 if TYPE_CHECKING:
@@ -28,7 +31,8 @@ log = logging.getLogger("polyqueue.worker")  # the worker's lines, under its log
 LOOK_AGAIN_SECONDS = 0.1
 """Delay before a notice whose job could not be claimed yet is delivered again."""
 
-Claimed = list[tuple["ClaimedJob", "Delivery"]]
+Claimed = list[tuple["ClaimedJob", "Delivery | None"]]
+"""Claimed jobs with their deliveries; None for a held-back job started by `flow_claim`."""
 
 
 class Intake:
@@ -48,10 +52,16 @@ class Intake:
         self._stopping = stopping
         store = runtime.store
         self._colocated = runtime.broker.colocation(store.url, store.schema) is not None
+        channel = flow_channel(runtime.settings)
+        self.flow = FlowSignal(
+            runtime.broker.interrupt, lambda: store.notify(channel, "", store.pool)
+        )
 
     async def take(self, limit: int, worker_id: str, held: Collection[int]) -> Claimed:
         """Up to `limit` jobs claimed for `worker_id`, with their deliveries; `held` are the
         jobs the worker still holds an attempt of (never claimed twice)."""
+        if self.flow.take() and (flowing := await self._claim_held_back(limit, worker_id)):
+            return flowing
         broker = self._runtime.broker
         if not self._colocated:
             deliveries = await broker.receive(
@@ -79,6 +89,24 @@ class Intake:
         if unclaimed:
             claimed += await self._claim(unclaimed, worker_id, held)
         return claimed
+
+    async def _claim_held_back(self, limit: int, worker_id: str) -> Claimed:
+        """Start held-back jobs whose limits have room (one transaction under the flow
+        lock); look again soon if some still wait and none could start."""
+        runtime = self._runtime
+        async with runtime.store.transaction() as connection:
+            jobs = await runtime.store.flow_claim(
+                self._queues,
+                limit,
+                worker_id,
+                runtime.settings.timeout_backstop_seconds,
+                connection,
+            )
+        if len(jobs) == limit:
+            self.flow.poke()  # there may be more: look again before the next receive
+        elif not jobs and await runtime.store.flow_waiting(self._queues):
+            self.flow.poke_later()  # waiting for a rate limit's window or a slot elsewhere
+        return [(job, None) for job in jobs]
 
     async def _claim(
         self, deliveries: list[Delivery], worker_id: str, held: Collection[int]
@@ -108,9 +136,15 @@ class Intake:
         retry: list[Delivery] = []
         if unclaimed:
             statuses = await runtime.store.job_status_many(list(unclaimed))
+            queued = [job_id for job_id in unclaimed if statuses.get(job_id) == "queued"]
+            held_back = await runtime.store.flow_held_back(queued) if queued else set()
+            if held_back:
+                self.flow.poke()  # flow_claim starts them when their limits have room
             for job_id, delivery in unclaimed.items():
                 status = statuses.get(job_id)
-                if status == "queued":
+                if job_id in held_back:
+                    drop.append(delivery)  # waits in PostgreSQL, not in the broker
+                elif status == "queued":
                     retry.append(delivery)  # locked by a concurrent transaction: look again
                 else:
                     log.info("dropping notice of job %s (%s)", job_id, status or "unknown job id")

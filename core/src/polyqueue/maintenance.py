@@ -102,6 +102,7 @@ class Maintenance:
             report.pruned_workers = await runtime.store.worker_prune(
                 runtime.settings.retention_workers, connection
             )
+            await runtime.store.flow_starts_prune(connection)
             report.cron_jobs = await self._fire_cron(connection, now or datetime.now(UTC))
             if messages and runtime.broker.capabilities.transactional_publish:
                 await runtime.broker.publish_in(connection, messages)

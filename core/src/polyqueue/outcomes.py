@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from polyqueue.backoff import Backoff
+from polyqueue.broker import present
 from polyqueue.exceptions import (
     BrokerError,
     BrokerUnavailableError,
@@ -29,7 +30,7 @@ __all__ = ["OutcomeWriter"]
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple["Outcome", "Delivery", "asyncio.Future[bool]"]
+_Pending = tuple["Outcome", "Delivery | None", "asyncio.Future[bool]"]
 
 
 class OutcomeWriter:
@@ -49,8 +50,9 @@ class OutcomeWriter:
         self._ready = asyncio.Event()
         self._closing = False
 
-    async def record(self, outcome: Outcome, delivery: Delivery) -> bool:
-        """Write `outcome` and ack `delivery`; False if the attempt had been fenced off."""
+    async def record(self, outcome: Outcome, delivery: Delivery | None) -> bool:
+        """Write `outcome` and ack `delivery` (None: the job was started without a notice);
+        False if the attempt had been fenced off."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, delivery, future))
         self._ready.set()
@@ -95,7 +97,7 @@ class OutcomeWriter:
             raise
 
     async def _write(self, batch: list[_Pending]) -> None:
-        deliveries = [delivery for _, delivery, _ in batch]
+        deliveries = present(delivery for _, delivery, _ in batch)
         try:
             current = await self._write_until_stored([o for o, _, _ in batch], deliveries)
         except (StoreError, BrokerError) as exc:
@@ -123,7 +125,7 @@ class OutcomeWriter:
             error_traceback=None,
         )
         try:
-            return await self._write_until_stored([failed], [pending[1]])
+            return await self._write_until_stored([failed], present([pending[1]]))
         except (StoreError, BrokerError) as exc:
             if not future.done():
                 future.set_exception(exc)

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from polyqueue.cron import CronSchedule, CronTick, Misfire
 from polyqueue.exceptions import ConfigurationError, HandlerNotFoundError
 from polyqueue.handlers import Handler, build_handler
+from polyqueue.limits import ConcurrencyKey, Limits, check_key_field, key_function
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from polyqueue.handlers import RetryBackoff
     from polyqueue.settings import PolyqueueSettings, TimeoutStrategy
 
@@ -34,6 +37,10 @@ class Registry:
         self.handlers: dict[str, Handler] = {}
         self.cron_schedules: dict[str, CronSchedule] = {}
         self._names: dict[Callable[..., Any], str] = {}
+        self.limits: dict[str, Limits] = {}
+        """Flow-control limits by handler name (handlers without limits are absent)."""
+        self.key_functions: dict[str, Callable[[BaseModel], str]] = {}
+        """How each handler with a `concurrency_key` computes a payload's key."""
 
     def register(
         self,
@@ -46,13 +53,16 @@ class Registry:
         max_run_seconds: float | None,
         timeout_strategy: TimeoutStrategy | None,
         retry_backoff: RetryBackoff | None = None,
+        limits: Limits | None = None,
+        concurrency_key: ConcurrencyKey | None = None,
     ) -> F:
         """Register `function` as a handler; unset options come from `settings` (an unset
-        `retry_backoff` means the app-wide `retry_backoff_base`/`retry_backoff_max`)."""
+        `retry_backoff` means the app-wide `retry_backoff_base`/`retry_backoff_max`).
+        `limits` apply across every worker, per `concurrency_key` when one is given."""
         handler_name = name or f"{function.__module__}.{function.__qualname__}"
         if handler_name in self.handlers:
             raise ConfigurationError(f"a handler is already registered as {handler_name!r}")
-        self.handlers[handler_name] = build_handler(
+        handler = build_handler(
             function,
             name=handler_name,
             queue=queue or settings.default_queue,
@@ -61,6 +71,12 @@ class Registry:
             timeout_strategy=timeout_strategy or settings.default_timeout_strategy,
             retry_backoff=retry_backoff,
         )
+        if concurrency_key is not None:
+            check_key_field(concurrency_key, handler.payload_model, handler_name)
+            self.key_functions[handler_name] = key_function(concurrency_key, handler_name)
+        if limits is not None:
+            self.limits[handler_name] = limits
+        self.handlers[handler_name] = handler
         self._names[function] = handler_name
         return function
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from polyqueue.broker import BrokerEnvironment
@@ -24,13 +24,15 @@ from polyqueue.publisher import NoticePublisher
 from polyqueue.store import JobStore
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import pluggy
+    from pydantic import BaseModel
 
     from polyqueue.broker import Broker
     from polyqueue.cron import CronSchedule
     from polyqueue.handlers import Handler
+    from polyqueue.limits import Limits
     from polyqueue.serializers import Serializer
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.sql import MigrationLine
@@ -53,6 +55,10 @@ class RuntimeParts:
     """The app's own registry: handlers registered after start are seen too."""
     cron_schedules: Mapping[str, CronSchedule]
     migration_lines: Sequence[MigrationLine]
+    limits: Mapping[str, Limits] = field(default_factory=dict)
+    """Flow-control limits by handler name, declared by every worker as it starts."""
+    key_functions: Mapping[str, Callable[[BaseModel], str]] = field(default_factory=dict)
+    """How each handler with a `concurrency_key` computes a payload's key."""
 
 
 @dataclass(frozen=True, slots=True)

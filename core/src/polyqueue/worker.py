@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.backoff import Backoff
+from polyqueue.broker import present
 from polyqueue.burst import BURST_RECEIVE_WAIT_SECONDS, jobs_ready
 from polyqueue.context import JobContext
 from polyqueue.deadlines import run_bounded, sleep_unless, wait_either, wait_tasks
@@ -20,6 +21,7 @@ from polyqueue.exceptions import (
     WorkerLoopError,
 )
 from polyqueue.executor import Executor, RetryPolicy
+from polyqueue.flow import flow_channel
 from polyqueue.intake import Intake
 from polyqueue.listener import Listener
 from polyqueue.logs import job_fields
@@ -52,7 +54,7 @@ handlers used up the whole grace period (a second signal cuts it short)."""
 @dataclass(slots=True)
 class _Running:
     job: ClaimedJob
-    delivery: Delivery
+    delivery: Delivery | None  # None: a held-back job started by flow control, no notice
     task: asyncio.Task[None]
     stop_reason: str | None = None  # "shutdown" | "lost" | "cancelled" once told to stop
     recording: bool = False  # the handler is done; the outcome is being written
@@ -86,7 +88,7 @@ class Worker:
             on_thread_released=self._slot_freed.set,
         )
         self._running: dict[int, _Running] = {}
-        self._stopped_by_shutdown: list[tuple[ClaimedJob, Delivery]] = []
+        self._stopped_by_shutdown: list[tuple[ClaimedJob, Delivery | None]] = []
         self._stopping = asyncio.Event()
         self._intake = Intake(
             runtime,
@@ -105,10 +107,11 @@ class Worker:
             runtime.store, runtime.broker, runtime.publisher, settings.scheduler_interval
         )
         self._writer = OutcomeWriter(runtime.store, runtime.broker, self._scheduler.wake_at)
+        self._flow_channel = flow_channel(settings)
         self._control = Listener(
             runtime.database_url,
-            [runtime.cancel_channel],
-            self._on_cancel,
+            [runtime.cancel_channel, self._flow_channel],
+            self._on_control,
             options=runtime.store.options,
         )
 
@@ -150,6 +153,7 @@ class Worker:
 
     async def _run(self) -> None:
         await self._membership.register()
+        await self._declare_limits()
         await self._control.start()
         log.info(
             "worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency
@@ -239,18 +243,18 @@ class Worker:
         for job, delivery in await self._intake.take(limit, self.id, self._running.keys()):
             self._start(job, delivery)
 
-    def _start(self, job: ClaimedJob, delivery: Delivery) -> None:
+    def _start(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         task = asyncio.create_task(self._run_job(job, delivery), name=f"polyqueue-job-{job.id}")
         self._running[job.id] = _Running(job, delivery, task)
 
     # -- running ------------------------------------------------------------------------------
 
-    async def _run_job(self, job: ClaimedJob, delivery: Delivery) -> None:
+    async def _run_job(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         fields = {"job_id": job.id, "handler": job.name, "queue": job.queue}
         with job_fields(**fields, attempt=job.attempt, worker_id=self.id):
             await self._run_and_record(job, delivery)
 
-    async def _run_and_record(self, job: ClaimedJob, delivery: Delivery) -> None:
+    async def _run_and_record(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         try:
             outcome = await self._execute(job)
         except asyncio.CancelledError:
@@ -269,6 +273,8 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
+            if delivery is None:  # a limited job: its slot is free for the held-back ones
+                self._intake.flow.finished()
         if not current:
             log.warning("outcome fenced off: the job was taken away from this worker")
 
@@ -291,14 +297,16 @@ class Worker:
         report_started(self.runtime.plugin_manager, job, self.id)
         return await self._executor.run(handler, job, ctx)
 
-    async def _after_cancel(self, job: ClaimedJob, delivery: Delivery) -> None:
+    async def _after_cancel(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         running = self._running.pop(job.id, None)
         reason = running.stop_reason if running else None
         if reason == "shutdown":
             self._stopped_by_shutdown.append((job, delivery))  # given back together, below
             return
         with contextlib.suppress(PolyqueueError):
-            await self.runtime.broker.ack([delivery])
+            await self.runtime.broker.ack(present([delivery]))
+        if delivery is None:
+            self._intake.flow.finished()
         log.info("job %s stopped: %s", job.id, reason or "cancelled")
 
     async def _give_back(self) -> None:
@@ -312,10 +320,13 @@ class Worker:
             released = await self.runtime.store.job_release_many([(j.id, j.attempt) for j in jobs])
             notices = [notice_message(j.id, j.queue, j.priority) for j in jobs if j.id in released]
             await self.runtime.publisher.publish(notices)
-            await self.runtime.broker.ack([delivery for _, delivery in stopped])
+            await self.runtime.broker.ack(present([delivery for _, delivery in stopped]))
         log.info("worker %s: gave back %d stopped jobs", self.id, len(stopped))
 
-    def _on_cancel(self, _channel: str, payload: str) -> None:
+    def _on_control(self, channel: str, payload: str) -> None:
+        if channel == self._flow_channel:
+            self._intake.flow.poke()  # a limited job finished elsewhere, or limits changed
+            return
         for job_id in payload.split(","):
             with contextlib.suppress(ValueError):
                 self._stop_job(int(job_id), "taken away by an operator")
@@ -325,6 +336,17 @@ class Worker:
         if running is not None and running.stop_reason is None and not running.recording:
             running.stop_reason = reason
             running.task.cancel()
+
+    async def _declare_limits(self) -> None:
+        """Record the handlers' limits as this worker's code declares them, and wake the
+        other workers to look at their held-back jobs."""
+        runtime = self.runtime
+        store = runtime.store
+        async with store.transaction() as connection:
+            await store.flow_limits_declare(
+                list(runtime.handlers), runtime.parts.limits, connection
+            )
+            await store.notify(self._flow_channel, "", connection)
 
     # -- keeping alive ------------------------------------------------------------------------
 
@@ -349,7 +371,7 @@ class Worker:
             for r in running:
                 if r.job.id not in alive:
                     self._stop_job(r.job.id, "lost")
-            deliveries = [r.delivery for r in running if r.job.id in alive]
+            deliveries = present([r.delivery for r in running if r.job.id in alive])
             with contextlib.suppress(BrokerError):
                 await self.runtime.broker.extend(deliveries, self.runtime.broker.lease_seconds)
         await self._membership.heartbeat()
@@ -394,6 +416,7 @@ class Worker:
         await asyncio.wait(background, timeout=FLUSH_MINIMUM_SECONDS)
         await self._bounded(self._control.close(), flush_ends)
         self._executor.close()
+        self._intake.flow.close()
         await self._bounded(self._membership.leave(), flush_ends)
         log.info("worker %s stopped", self.id)
 

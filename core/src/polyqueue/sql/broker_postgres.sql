@@ -58,9 +58,9 @@ WITH leased AS (
     UPDATE {schema}.jobs AS j
     {{claim_set}}
     WHERE j.id IN (
-        SELECT id FROM {schema}.jobs
+        SELECT id FROM {schema}.jobs AS c
         WHERE id IN (SELECT job_id FROM leased) AND id <> ALL($3::bigint[])
-          AND status IN ('queued')
+          AND status IN ('queued') AND {{claim_unrestrained}}
         FOR UPDATE SKIP LOCKED
     )
     {{claim_returning}}

@@ -81,6 +81,15 @@ SET status = 'running', attempt = j.attempt + 1, worker_id = $1, started_at = no
         ELSE now() + make_interval(secs => j.max_run_seconds + $2)
     END
 
+-- name: claim_unrestrained :fragment
+-- Leaves out the queued job `c` while flow control holds it back (its queue paused, or a
+-- limit of its handler or queue: only `flow_claim` in flow.sql starts those).
+NOT EXISTS (SELECT FROM {schema}.paused_queues AS p WHERE p.queue = c.queue)
+AND NOT EXISTS (
+    SELECT FROM {schema}.flow_limits AS l
+    WHERE (l.scope = 'handler' AND l.name = c.name) OR (l.scope = 'queue' AND l.name = c.queue)
+)
+
 -- name: claim_returning :fragment
 -- What a claim returns: the columns of `polyqueue.job.ClaimedJob`.
 RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers,
@@ -94,8 +103,8 @@ RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS 
 UPDATE {schema}.jobs AS j
 {{claim_set}}
 WHERE j.id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE id = ANY($3::bigint[]) AND status IN ('queued')
+    SELECT id FROM {schema}.jobs AS c
+    WHERE id = ANY($3::bigint[]) AND status IN ('queued') AND {{claim_unrestrained}}
     FOR UPDATE SKIP LOCKED
 )
 {{claim_returning}};
@@ -360,12 +369,13 @@ RETURNING j.id, j.status::text AS status;
 -- name: job_republish_stale :many
 -- Queued jobs whose notice may be lost: waiting since queued or last republished for over
 -- $1 seconds, doubled with each republish of this wait (at most 32 times $1), so a long
--- backlog is not rung for again every round.
+-- backlog is not rung for again every round. Jobs held back by flow control need no notice:
+-- they start through `flow_claim`.
 UPDATE {schema}.jobs AS j
 SET notified_at = now(), republishes = j.republishes + 1
 WHERE j.id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE status = 'queued'
+    SELECT id FROM {schema}.jobs AS c
+    WHERE status = 'queued' AND {{claim_unrestrained}}
       AND coalesce(notified_at, run_at)
           < now() - make_interval(secs => $1 * 2 ^ least(republishes, 5))
     ORDER BY run_at

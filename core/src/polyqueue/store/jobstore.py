@@ -14,8 +14,9 @@ from polyqueue.exceptions import DatabaseUnavailableError, JobNotFoundError, Sto
 from polyqueue.job import ClaimedJob, Job, NewJobs, Outcome
 from polyqueue.pgconnect import ConnectionOptions
 from polyqueue.settings import describe_database_url as describe_url
-from polyqueue.sql import load_queries
+from polyqueue.sql import claim_fragments, load_queries
 from polyqueue.store.errors import CONNECTION_ERRORS, translate_errors
+from polyqueue.store.flow import FlowQueries
 from polyqueue.store.inspection import InspectionQueries
 from polyqueue.store.maintenance import MaintenanceQueries
 from polyqueue.store.records import InsertedJob, WorkerRegistration
@@ -33,7 +34,7 @@ __all__ = ["JobStore", "describe_url"]
 log = logging.getLogger(__name__)
 
 
-class JobStore(MaintenanceQueries, InspectionQueries):
+class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
 
     def __init__(
@@ -48,7 +49,8 @@ class JobStore(MaintenanceQueries, InspectionQueries):
         self.schema = schema
         self.options = options or ConnectionOptions()
         self.queries = load_queries("queries.sql", schema)
-        self._sql = {name: query.sql for name, query in self.queries.items()}
+        flow = load_queries("flow.sql", schema, fragments=claim_fragments(schema))
+        self._sql = {name: query.sql for name, query in {**self.queries, **flow}.items()}
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
 
