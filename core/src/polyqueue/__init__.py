@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     )
     from polyqueue.executor import RetryPolicy
     from polyqueue.hookspecs import hookimpl
-    from polyqueue.job import Job, JobError
+    from polyqueue.job import Job, JobError, JobId, JobIds
     from polyqueue.runner import main
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.status import JobStatus
@@ -59,6 +59,8 @@ __all__ = [
     "Job",
     "JobContext",
     "JobError",
+    "JobId",
+    "JobIds",
     "JobNotFoundError",
     "JobStatus",
     "JobTimeoutError",
@@ -118,6 +120,8 @@ _HOMES: dict[str, str] = {
     "hookimpl": "polyqueue.hookspecs",
     "Job": "polyqueue.job",
     "JobError": "polyqueue.job",
+    "JobId": "polyqueue.job",
+    "JobIds": "polyqueue.job",
     "main": "polyqueue.runner",
     "PolyqueueSettings": "polyqueue.settings",
     "JobStatus": "polyqueue.status",

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from polyqueue.control import ACTIONS, Action, control_jobs
 from polyqueue.events import JobEnqueued
-from polyqueue.exceptions import HandlerNotFoundError
+from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError
+from polyqueue.job import JobId, JobIds
 from polyqueue.middleware import EnqueueContext
 from polyqueue.plugins import emit
 from polyqueue.producer import EnqueueOptions
@@ -65,13 +66,23 @@ class JobClient:
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool | str | None = None,
+        unique_for: float | timedelta | None = None,
         connection: SqlExecutor | None = None,
-    ) -> int:
-        """Enqueue one job; return its id (the existing job's id if the key is taken).
+    ) -> JobId:
+        """Enqueue one job; return its id, a `JobId` whose `created` is False when the
+        idempotency key or the unique key was held by an existing job (its id, then).
 
+        `unique=True` (a key from the handler and the payload) or `unique="key"`: no new job
+        while a job holding that key is scheduled, queued or running, nor, with `unique_for`
+        (seconds or a timedelta), within that long after the holder was enqueued.
         With `connection`, the job is inserted in that connection's transaction: rolled back
-        means no job and no notice.
+        means no job, no notice and no key held.
         """
+        if unique is not None and not isinstance(unique, bool | str):
+            raise InvalidPayloadError(
+                f"unique must be True or a key (str), not {type(unique).__name__}"
+            )
         options = EnqueueOptions(
             delay=delay,
             run_at=run_at,
@@ -80,10 +91,12 @@ class JobClient:
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
             headers=headers,
+            unique=unique,
+            unique_for=unique_for,
         )
         context = EnqueueContext(self.handler_name(handler), [payload], options, connection)
         (job_id,) = await self._enqueue_chain(context)
-        return job_id
+        return _job_id(job_id)
 
     async def enqueue_many(
         self,
@@ -96,12 +109,22 @@ class JobClient:
         queue: str | None = None,
         max_attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool | Sequence[str] | None = None,
+        unique_for: float | timedelta | None = None,
         connection: SqlExecutor | None = None,
-    ) -> list[int]:
-        """Enqueue many jobs of one handler in one round trip; return their ids in order.
+    ) -> JobIds:
+        """Enqueue many jobs of one handler in one round trip; return their ids in order
+        (`JobIds`: a `list[int]` of `JobId`s).
 
-        Every payload is validated first: one invalid payload enqueues nothing.
+        Every payload is validated first: one invalid payload enqueues nothing. `unique` is
+        True (a key from each payload) or one key per payload, as for `enqueue`; a payload
+        whose key is held, by an existing job or an earlier payload of the call, gets that
+        job's id with `created` False.
         """
+        if isinstance(unique, str):
+            raise InvalidPayloadError(
+                "unique of enqueue_many must be True or a list of keys, one per payload, not a str"
+            )
         options = EnqueueOptions(
             delay=delay,
             run_at=run_at,
@@ -109,11 +132,13 @@ class JobClient:
             queue=queue,
             max_attempts=max_attempts,
             headers=headers,
+            unique=unique,
+            unique_for=unique_for,
         )
-        if not payloads:
-            return []
+        if not payloads and not (isinstance(unique, Sequence) and unique):
+            return JobIds()
         context = EnqueueContext(self.handler_name(handler), payloads, options, connection)
-        return await self._enqueue_chain(context)
+        return JobIds(_job_id(job_id) for job_id in await self._enqueue_chain(context))
 
     async def _enqueue(self, context: EnqueueContext) -> list[int]:
         """The innermost step of the enqueue middleware chain: insert, publish, emit."""
@@ -124,7 +149,7 @@ class JobClient:
                 if row.created:
                     event = JobEnqueued(row.id, context.name, row.queue, row.status == "scheduled")
                     emit(self.plugin_manager, "polyqueue_job_enqueued", event)
-        return [row.id for row in inserted]
+        return [JobId(row.id, created=row.created) for row in inserted]
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -189,3 +214,9 @@ class JobClient:
 
     async def _control(self, action: Action, job_ids: Sequence[int], reason: str = "") -> list[int]:
         return await control_jobs(self.runtime, action, job_ids, reason)
+
+
+def _job_id(job_id: int) -> JobId:
+    """A `JobId` as the chain returned it; an enqueue middleware that made up a plain int
+    is taken to have created the job."""
+    return job_id if isinstance(job_id, JobId) else JobId(job_id)

@@ -286,7 +286,7 @@ async def _enqueue(app: Polyqueue, jobs: int) -> dict[str, list[int]]:
         EmailRequest(to=f"user{n}@example.com", subject="Welcome", flaky=n % 3 == 0)
         for n in range(counts["email.send"])
     ]
-    ids = {
+    ids: dict[str, list[int]] = {
         "images.resize": await app.enqueue_many("images.resize", images),
         "reports.render": await app.enqueue_many(render_report, reports),
         "email.send": await app.enqueue_many("email.send", emails),

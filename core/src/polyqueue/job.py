@@ -5,18 +5,47 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self, SupportsIndex, overload
 
 from pydantic import BaseModel, ConfigDict
 
 from polyqueue.status import JobStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
-__all__ = ["ClaimedJob", "Job", "JobError", "NewJobs", "Outcome"]
+__all__ = ["ClaimedJob", "Job", "JobError", "JobId", "JobIds", "NewJobs", "Outcome"]
 
 OutcomeStatus = Literal["succeeded", "failed", "scheduled"]
+
+
+class JobId(int):
+    """A job's id as `enqueue` returns it: an `int`, and whether this call created the job.
+
+    `created` is False when the call's idempotency key or unique key was held by a job
+    already: the id is then that job's.
+    """
+
+    created: bool
+
+    def __new__(cls, value: int, *, created: bool = True) -> Self:
+        job_id = super().__new__(cls, value)
+        job_id.created = created
+        return job_id
+
+
+class JobIds(list[int]):
+    """What `enqueue_many` returns: a `list[int]` (so `ids: list[int] = ...` still checks)
+    whose items are `JobId`s, in the order of the payloads."""
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __getitem__(self, index: SupportsIndex) -> JobId: ...
+        @overload
+        def __getitem__(self, index: slice) -> list[int]: ...
+        def __getitem__(self, index: SupportsIndex | slice) -> JobId | list[int]: ...
+        def __iter__(self) -> Iterator[JobId]: ...
 
 
 class JobError(BaseModel):
@@ -99,10 +128,18 @@ class NewJobs:
     idempotency_key: str | None = None
     """Only for a single job: a key names one job."""
     run_at: datetime | None = None
+    unique_keys: Sequence[str] | None = None
+    """One unique key per payload: a job is not created while another holds its key."""
+    unique_for: float | None = None
+    """Seconds after the insert that a new job holds its unique key, even once finished."""
 
     def __post_init__(self) -> None:
         if self.idempotency_key is not None and len(self.payloads) != 1:
             raise ValueError("an idempotency key names one job: enqueue one payload with it")
+        if self.unique_keys is not None and len(self.unique_keys) != len(self.payloads):
+            raise ValueError("unique keys: one per payload")
+        if self.unique_keys is not None and self.idempotency_key is not None:
+            raise ValueError("pass either an idempotency key or unique keys, not both")
 
 
 @dataclass(frozen=True, slots=True)

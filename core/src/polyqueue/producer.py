@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +16,6 @@ from polyqueue.job import NewJobs
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from pydantic import BaseModel
 
     from polyqueue.broker import Broker, Message
@@ -24,17 +24,33 @@ if TYPE_CHECKING:
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.store import InsertedJob, JobStore, SqlExecutor
 
-__all__ = ["EnqueueOptions", "Producer"]
+__all__ = ["MAX_UNIQUE_KEY_LENGTH", "EnqueueOptions", "Producer", "Unique", "payload_key"]
 
 log = logging.getLogger(__name__)
 
 _NOTIFY_CHUNK = 200  # ids per outbox notification, well under PostgreSQL's 8000-byte payload
 
+MAX_UNIQUE_KEY_LENGTH = 255
+"""Characters of an explicit unique key (a derived key is 65 plus the handler's name)."""
+
+Unique = bool | str | Sequence[str] | None
+"""`unique=` of an enqueue: True (a key from the handler and the payload), a key, or (for
+`enqueue_many`) one key per payload; None or False for none."""
+
 
 class EnqueueOptions:
     """Per-call options of `enqueue`, resolved against the handler's defaults."""
 
-    __slots__ = ("headers", "idempotency_key", "max_attempts", "priority", "queue", "run_at")
+    __slots__ = (
+        "headers",
+        "idempotency_key",
+        "max_attempts",
+        "priority",
+        "queue",
+        "run_at",
+        "unique",
+        "unique_for",
+    )
 
     def __init__(
         self,
@@ -46,6 +62,8 @@ class EnqueueOptions:
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: Unique = None,
+        unique_for: float | timedelta | None = None,
     ) -> None:
         if delay is not None and run_at is not None:
             raise ValueError("pass either delay or run_at, not both")
@@ -59,6 +77,10 @@ class EnqueueOptions:
         self.idempotency_key = idempotency_key
         self.max_attempts = _check_max_attempts(max_attempts)
         self.headers = _check_headers(headers)
+        self.unique = _check_unique(unique)
+        self.unique_for = _check_unique_for(unique_for, self.unique)
+        if self.unique and idempotency_key is not None:
+            raise InvalidPayloadError("pass either idempotency_key or unique, not both")
 
 
 def _check_max_attempts(value: int | None) -> int | None:
@@ -68,6 +90,77 @@ def _check_max_attempts(value: int | None) -> int | None:
             f"max_attempts must be a whole number of at least 1, not {value!r}"
         )
     return value
+
+
+def _check_unique(unique: Unique) -> bool | str | list[str] | None:
+    """None, True, a key, or a list of keys; each key a non-empty string that fits."""
+    if unique is None or isinstance(unique, bool):
+        return unique or None
+    if isinstance(unique, str):
+        return _check_key(unique, "unique")
+    if not isinstance(unique, Sequence):
+        raise InvalidPayloadError(
+            f"unique must be True, a key (str) or a list of keys, not {type(unique).__name__}"
+        )
+    return [_check_key(key, f"unique[{n}]") for n, key in enumerate(unique)]
+
+
+def _check_key(key: object, what: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidPayloadError(f"{what} must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidPayloadError(f"{what} must not be empty")
+    if len(key) > MAX_UNIQUE_KEY_LENGTH:
+        raise InvalidPayloadError(
+            f"{what} must be at most {MAX_UNIQUE_KEY_LENGTH} characters, not {len(key)}"
+        )
+    if "\x00" in key:
+        raise InvalidPayloadError(f"{what} contains a NUL character, which PostgreSQL refuses")
+    return key
+
+
+def _check_unique_for(value: float | timedelta | None, unique: object) -> float | None:
+    """None, or a finite number of seconds above 0 (a timedelta counts its seconds)."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise InvalidPayloadError(
+            f"unique_for must be a number of seconds above 0 or a timedelta, not {value!r}"
+        )
+    if not unique:
+        raise InvalidPayloadError("unique_for needs unique: pass unique=True or a key too")
+    return float(seconds)
+
+
+def payload_key(name: str, payload_json: str) -> str:
+    """The unique key of `unique=True`: the handler's name and a digest of the payload's
+    canonical JSON (keys sorted, no spaces), so equal payloads give equal keys."""
+    canonical = json.dumps(
+        json.loads(payload_json), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return f"{name}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def _unique_keys(
+    name: str, unique: bool | str | list[str] | None, payloads: Sequence[str]
+) -> list[str] | None:
+    """One key per payload, as `unique` (checked by `_check_unique`) asks."""
+    if unique is None or unique is False:
+        return None
+    if unique is True:
+        return [payload_key(name, payload) for payload in payloads]
+    keys = [unique] if isinstance(unique, str) else unique
+    if len(keys) != len(payloads):
+        raise InvalidPayloadError(
+            f"unique must hold one key per payload: {len(keys)} keys for {len(payloads)} payloads"
+        )
+    return keys
 
 
 def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -133,10 +226,11 @@ class Producer:
         if handler is None:
             raise HandlerNotFoundError(name, list(self._handlers))
         limit = self._settings.max_payload_bytes
+        encoded = [handler.encode_payload(payload, limit) for payload in payloads]
         return NewJobs(
             name=name,
             queue=options.queue or handler.queue,
-            payloads=[handler.encode_payload(payload, limit) for payload in payloads],
+            payloads=encoded,
             headers=json.dumps(_check_headers(options.headers)),  # middleware may add some
             priority=options.priority,
             max_attempts=options.max_attempts or handler.max_attempts,
@@ -144,6 +238,8 @@ class Producer:
             timeout_strategy=handler.timeout_strategy,
             idempotency_key=options.idempotency_key,
             run_at=options.run_at,
+            unique_keys=_unique_keys(name, options.unique, encoded),
+            unique_for=options.unique_for,
         )
 
     async def insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:

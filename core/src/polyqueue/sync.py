@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from polyqueue.app import Polyqueue
     from polyqueue.client import Payload
-    from polyqueue.job import Job
+    from polyqueue.job import Job, JobId, JobIds
     from polyqueue.registry import HandlerRef
 
 __all__ = ["SyncPolyqueue"]
@@ -133,8 +133,10 @@ class SyncPolyqueue:
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool | str | None = None,
+        unique_for: float | timedelta | None = None,
         connection: Any = None,
-    ) -> int:
+    ) -> JobId:
         """`Polyqueue.enqueue`, blocking. `connection` may be a psycopg 3 connection (Django's
         `connection.connection`): the job is then part of its transaction."""
         return self._call(
@@ -148,6 +150,8 @@ class SyncPolyqueue:
                 idempotency_key=idempotency_key,
                 max_attempts=max_attempts,
                 headers=headers,
+                unique=unique,
+                unique_for=unique_for,
                 connection=connection,
             )
         )
@@ -163,8 +167,10 @@ class SyncPolyqueue:
         queue: str | None = None,
         max_attempts: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool | Sequence[str] | None = None,
+        unique_for: float | timedelta | None = None,
         connection: Any = None,
-    ) -> list[int]:
+    ) -> JobIds:
         """`Polyqueue.enqueue_many`, blocking."""
         return self._call(
             self.app.enqueue_many(
@@ -176,6 +182,8 @@ class SyncPolyqueue:
                 queue=queue,
                 max_attempts=max_attempts,
                 headers=headers,
+                unique=unique,
+                unique_for=unique_for,
                 connection=connection,
             )
         )

@@ -2,6 +2,20 @@
 -- Blocks that change a job's status declare it with `-- transition: from, ... -> to | ...`;
 -- tests check every declaration against polyqueue.status.TRANSITIONS and the WHERE clause.
 
+-- name: announce_inserted :fragment
+-- The CTE `announced` of `job_insert_many` and `job_insert_unique`: with a channel in $10
+-- (the built-in `postgres` broker), the notice of every job in `inserted` that is queued
+-- (queue $2, priority $5; body as `polyqueue.notices` encodes it) into broker_messages;
+-- the statement then NOTIFYs $10 once if `announced` has a row.
+announced AS (
+    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
+    SELECT $2, convert_to('{"job_id":' || id || '}', 'UTF8'), $5, now()
+    FROM inserted
+    WHERE $10::text IS NOT NULL AND status = 'queued'
+    ORDER BY id
+    RETURNING 1
+)
+
 -- name: job_insert_many :many
 -- Insert the jobs of one `enqueue_many` call (one handler, one set of options: only the
 -- payloads in $3 differ) in one statement; ids ascend in the order of the payloads.
@@ -23,14 +37,7 @@ WITH input AS (
     FROM input
     ORDER BY id
     RETURNING id, status
-), announced AS (
-    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
-    SELECT $2, convert_to('{"job_id":' || id || '}', 'UTF8'), $5, now()
-    FROM inserted
-    WHERE $10::text IS NOT NULL AND status = 'queued'
-    ORDER BY id
-    RETURNING 1
-)
+), {{announce_inserted}}
 SELECT id, status::text AS status,
        (SELECT count(pg_notify($10, $2)) FROM (SELECT FROM announced LIMIT 1) AS first_notice) AS woken
 FROM inserted
@@ -68,6 +75,62 @@ FROM (VALUES (1)) AS one
 LEFT JOIN inserted ON true
 LEFT JOIN {schema}.jobs AS existing
        ON inserted.id IS NULL AND existing.idempotency_key = $9;
+
+-- name: job_insert_unique :many
+-- Insert the jobs of one enqueue call with unique keys ($11, one per payload in $3), as
+-- `job_insert_many` does ($1 to $10). A key is held by the job whose `unique_key` it is
+-- while that job is scheduled, queued or running, and until its `unique_until` (now + $12
+-- seconds at its insert; NULL: no period). `released` first takes the keys away from the
+-- jobs that no longer hold them; the insert then takes each free key once: the unique index
+-- decides between concurrent producers, and rows go in key order so that producers of many
+-- keys wait for each other in one order. One row per payload, in order: the new job, the
+-- job of an earlier payload of this call with the same key, or the holder; its id is NULL
+-- only if the holder committed after this statement began (`job_key_holders` reads it).
+WITH released AS (
+    UPDATE {schema}.jobs
+    SET unique_key = NULL
+    WHERE unique_key = ANY($11::text[])
+      AND status NOT IN ('scheduled', 'queued', 'running')
+      AND (unique_until IS NULL OR unique_until <= now())
+    RETURNING 1
+), input AS (
+    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id,
+           p.payload, p.key, p.position
+    FROM unnest($3::text[], $11::text[]) WITH ORDINALITY AS p(payload, key, position)
+    WHERE (SELECT count(*) FROM released) >= 0  -- every release before the first insert
+    ORDER BY p.position
+), inserted AS (
+    INSERT INTO {schema}.jobs (
+        id, name, queue, status, payload, headers, priority, max_attempts,
+        max_run_seconds, timeout_strategy, run_at, unique_key, unique_until
+    ) OVERRIDING SYSTEM VALUE
+    SELECT id, $1, $2,
+           CASE WHEN $9::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
+           payload::jsonb, $4::jsonb, $5, $6, $7, $8, coalesce($9, now()),
+           key, now() + make_interval(secs => $12::double precision)
+    FROM input
+    ORDER BY key, id
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id, status, unique_key
+), {{announce_inserted}}
+SELECT coalesce(mine.id, sibling.id, holder.id) AS id,
+       mine.id IS NOT NULL AS created,
+       coalesce(mine.status, sibling.status, holder.status)::text AS status,
+       (SELECT count(pg_notify($10, $2)) FROM (SELECT FROM announced LIMIT 1) AS first_notice) AS woken
+FROM input
+LEFT JOIN inserted AS mine ON mine.id = input.id
+LEFT JOIN inserted AS sibling ON mine.id IS NULL AND sibling.unique_key = input.key
+LEFT JOIN {schema}.jobs AS holder
+       ON mine.id IS NULL AND sibling.id IS NULL AND holder.unique_key = input.key
+      AND (holder.status IN ('scheduled', 'queued', 'running') OR holder.unique_until > now())
+ORDER BY input.position;
+
+-- name: job_key_holders :many
+-- The jobs holding the idempotency keys $1 or the unique keys $2 now: an insert reads them
+-- when the holder committed after the insert's statement began.
+SELECT id, status::text AS status, idempotency_key, unique_key
+FROM {schema}.jobs
+WHERE idempotency_key = ANY($1::text[]) OR unique_key = ANY($2::text[]);
 
 -- name: claim_set :fragment
 -- The claim of a queued job `j` for worker $1 with timeout grace $2 seconds: an attempt

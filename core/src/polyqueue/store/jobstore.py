@@ -33,6 +33,8 @@ __all__ = ["JobStore", "describe_url"]
 
 log = logging.getLogger(__name__)
 
+_UNIQUE_TRIES = 3  # a unique insert again if the job holding a key went away meanwhile
+
 
 class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
@@ -110,22 +112,17 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
 
         With `announce_channel`, the same statement writes the built-in `postgres` broker's
         notice of every job it queued and NOTIFYs that channel. One job takes the
-        `job_insert_one` statement, which also honours an idempotency key.
+        `job_insert_one` statement, which also honours an idempotency key; jobs with unique
+        keys take `job_insert_unique`.
         """
+        if jobs.unique_keys is not None:
+            return await self.job_insert_unique(jobs, executor, announce_channel)
         if len(jobs.payloads) == 1:
             return [await self.job_insert_one(jobs, executor, announce_channel)]
         with translate_errors("enqueue"):
             rows = await executor.fetch(
                 self._sql["job_insert_many"],
-                jobs.name,
-                jobs.queue,
-                jobs.payloads,
-                jobs.headers,
-                jobs.priority,
-                jobs.max_attempts,
-                jobs.max_run_seconds,
-                jobs.timeout_strategy,
-                jobs.run_at,
+                *_insert_columns(jobs, jobs.payloads),
                 announce_channel,
             )
         return [
@@ -154,12 +151,58 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
                 announce_channel,
             )
             job_id, status = row["id"], row["status"]
-            if job_id is None:  # the key was taken by a transaction that committed after ours began
-                taken = await executor.fetchrow(
-                    self._sql["job_ids_by_keys"], [jobs.idempotency_key]
-                )
-                job_id, status = taken["id"], taken["status"]
+        if job_id is None:  # the key was taken by a transaction that committed after ours began
+            (holder,) = await self.job_key_holders([jobs.idempotency_key or ""], [], executor)
+            job_id, status = holder["id"], holder["status"]
         return InsertedJob(job_id, status, jobs.queue, jobs.priority, created=row["created"])
+
+    async def job_insert_unique(
+        self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
+    ) -> list[InsertedJob]:
+        """Insert those of `jobs` whose unique key is free; the others (and a payload whose
+        key an earlier one of the call took) come back as the job that holds the key."""
+        keys = list(jobs.unique_keys or ())
+        result: list[InsertedJob | None] = [None] * len(keys)
+        todo = list(range(len(keys)))  # the positions not answered yet
+        for _ in range(_UNIQUE_TRIES):
+            with translate_errors("enqueue"):
+                rows = await executor.fetch(
+                    self._sql["job_insert_unique"],
+                    *_insert_columns(jobs, [jobs.payloads[n] for n in todo]),
+                    announce_channel,
+                    [keys[n] for n in todo],
+                    jobs.unique_for,
+                )
+            late = [n for n, row in zip(todo, rows, strict=True) if row["id"] is None]
+            for n, row in zip(todo, rows, strict=True):
+                if row["id"] is not None:
+                    result[n] = InsertedJob(
+                        row["id"], row["status"], jobs.queue, jobs.priority, row["created"]
+                    )
+            holders = {}
+            if late:  # held by jobs committed after the statement began: read them now
+                found = await self.job_key_holders([], [keys[n] for n in late], executor)
+                holders = {row["unique_key"]: row for row in found}
+            for n in late:
+                if (holder := holders.get(keys[n])) is not None:
+                    result[n] = InsertedJob(
+                        holder["id"], holder["status"], jobs.queue, jobs.priority, created=False
+                    )
+            todo = [n for n in late if result[n] is None]  # the holder went away: try again
+            if not todo:
+                return [row for row in result if row is not None]
+        raise StoreError(f"enqueue: the unique keys {[keys[n] for n in todo]} kept changing hands")
+
+    async def job_key_holders(
+        self, idempotency_keys: Sequence[str], unique_keys: Sequence[str], executor: SqlExecutor
+    ) -> list[Record]:
+        """The jobs holding any of these idempotency keys or unique keys now."""
+        with translate_errors("enqueue"):
+            return list(
+                await executor.fetch(
+                    self._sql["job_key_holders"], list(idempotency_keys), list(unique_keys)
+                )
+            )
 
     async def job_claim_many(
         self, job_ids: Sequence[int], worker_id: str, timeout_grace: float
@@ -296,6 +339,21 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
         """Send a notification, delivered when `executor`'s transaction commits."""
         with translate_errors("notify"):
             await executor.execute(self._sql["notify"], channel, payload)
+
+
+def _insert_columns(jobs: NewJobs, payloads: Sequence[str]) -> tuple[object, ...]:
+    """$1 to $9 of `job_insert_many` and `job_insert_unique`: `payloads` with `jobs`' options."""
+    return (
+        jobs.name,
+        jobs.queue,
+        payloads,
+        jobs.headers,
+        jobs.priority,
+        jobs.max_attempts,
+        jobs.max_run_seconds,
+        jobs.timeout_strategy,
+        jobs.run_at,
+    )
 
 
 def _unzip(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
