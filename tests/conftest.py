@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+from redis_support import TEST_REDIS_URL_ENV, new_redis_server
 
 from polyqueue import Polyqueue
 
@@ -60,3 +62,17 @@ async def db(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(clean_database)
     yield connection
     await connection.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """$POLYQUEUE_TEST_REDIS_URL, else a `redis-server` started on a free loopback port, once
+    per session (the Redis plugin's tests and the end-to-end tests share it)."""
+    url = os.environ.get(TEST_REDIS_URL_ENV)
+    if url:
+        yield url
+        return
+    server = new_redis_server(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()

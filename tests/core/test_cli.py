@@ -313,7 +313,8 @@ def test_help_lists_every_command_without_importing_them() -> None:
         "import sys; from click.testing import CliRunner; from polyqueue.cli import cli; "
         "result = CliRunner().invoke(cli, ['--help']); print(result.output); "
         "print(sorted(m for m in ('rich', 'polyqueue.app', 'polyqueue.cli.inspect', "
-        "'polyqueue.cli.admin', 'polyqueue.cli.db', 'polyqueue.cli.queue', 'polyqueue.cli.support', "
+        "'polyqueue.cli.admin', 'polyqueue.cli.db', 'polyqueue.cli.queue', "
+        "'polyqueue.cli.support', "
         "'polyqueue.demo', 'asyncpg') if m in sys.modules))"
     )
     result = subprocess.run(

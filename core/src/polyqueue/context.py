@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from polyqueue.job import ClaimedJob
     from polyqueue.store import JobStore
 
 __all__ = ["JobContext"]
@@ -29,6 +30,20 @@ class JobContext:
     _store: JobStore = field(repr=False)
     payload: Any = field(default=None, repr=False)
     """The validated payload model, for middleware (handlers get it as their argument)."""
+
+    @classmethod
+    def of(cls, job: ClaimedJob, worker_id: str, store: JobStore) -> JobContext:
+        """The context of a claimed job's attempt on worker `worker_id`."""
+        return cls(
+            job_id=job.id,
+            name=job.name,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            headers=job.headers,
+            worker_id=worker_id,
+            _store=store,
+        )
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0.0 to 1.0) and a message; also a heartbeat for this job."""

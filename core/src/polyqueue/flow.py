@@ -16,13 +16,21 @@ import logging
 from typing import TYPE_CHECKING
 
 from polyqueue.exceptions import PolyqueueError
+from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from polyqueue.runtime import Runtime
     from polyqueue.settings import PolyqueueSettings
 
-__all__ = ["RECHECK_SECONDS", "FlowSignal", "flow_channel"]
+__all__ = [
+    "RECHECK_SECONDS",
+    "FlowSignal",
+    "declare_limits",
+    "flow_channel",
+    "ring_for_released",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +98,26 @@ class FlowSignal:
     def _fire(self) -> None:
         self._timer = None
         self.poke()
+
+
+async def ring_for_released(runtime: Runtime, scope: str, name: str) -> None:
+    """Publish notices of the queued jobs of handler or queue `name` that nothing holds back
+    any more (they were inserted without one while a limit held them)."""
+    rows = await runtime.store.flow_unrestrained(scope, name)
+    await runtime.publisher.publish(
+        [notice_message(row["id"], row["queue"], row["priority"]) for row in rows]
+    )
+
+
+async def declare_limits(runtime: Runtime) -> None:
+    """Record the handlers' limits as this worker's code declares them, ring for the jobs of
+    handlers that lost theirs (inserted without a notice while held back), and wake the
+    other workers to look at their held-back jobs."""
+    store = runtime.store
+    async with store.transaction() as connection:
+        cleared = await store.flow_limits_declare(
+            list(runtime.handlers), runtime.parts.limits, connection
+        )
+        await store.notify(flow_channel(runtime.settings), "", connection)
+    for name in cleared:
+        await ring_for_released(runtime, "handler", name)

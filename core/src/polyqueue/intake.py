@@ -10,12 +10,14 @@ starts held-back jobs (without a notice) when their limits have room (`polyqueue
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from polyqueue.broker import ClaimTerms
+from polyqueue.broker import ClaimTerms, present
+from polyqueue.exceptions import PolyqueueError
 from polyqueue.flow import FlowSignal, flow_channel
-from polyqueue.notices import InvalidNoticeError, decode_notice
+from polyqueue.notices import InvalidNoticeError, decode_notice, notice_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -129,6 +131,18 @@ class Intake:
             # retry, or stale after a requeue): look again once it lets go, never drop them.
             await runtime.broker.nack(mine, delay=LOOK_AGAIN_SECONDS)
         return claimed
+
+    async def give_back(self, stopped: Sequence[tuple[ClaimedJob, Delivery | None]]) -> None:
+        """Queue jobs a stopping worker claimed but did not finish again, with fresh notices
+        (their deliveries may have expired): one statement, one publish and one ack for all.
+        A failure is left to maintenance, which reclaims what was not given back."""
+        runtime = self._runtime
+        with contextlib.suppress(PolyqueueError):
+            jobs = [job for job, _ in stopped]
+            released = await runtime.store.job_release_many([(j.id, j.attempt) for j in jobs])
+            notices = [notice_message(j.id, j.queue, j.priority) for j in jobs if j.id in released]
+            await runtime.publisher.publish(notices)
+            await runtime.broker.ack(present([delivery for _, delivery in stopped]))
 
     async def _settle_unclaimed(self, unclaimed: dict[int, Delivery], drop: list[Delivery]) -> None:
         """Drop notices of jobs that are not claimable; keep those of jobs still queued."""

@@ -132,6 +132,8 @@ class NewJobs:
     """One unique key per payload: a job is not created while another holds its key."""
     unique_for: float | None = None
     """Seconds after the insert that a new job holds its unique key, even once finished."""
+    concurrency_keys: Sequence[str | None] | None = None
+    """One flow-control key per payload (handlers with a `concurrency_key`), or None."""
 
     def __post_init__(self) -> None:
         if self.idempotency_key is not None and len(self.payloads) != 1:

@@ -16,6 +16,8 @@ from polyqueue.job import NewJobs
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pydantic import BaseModel
 
     from polyqueue.broker import Broker, Message
@@ -209,8 +211,10 @@ class Producer:
         settings: PolyqueueSettings,
         outbox_channel: str,
         announce_channel: str | None = None,
+        key_functions: Mapping[str, Callable[[BaseModel], str]] | None = None,
     ) -> None:
         self._store = store
+        self._key_functions = key_functions or {}
         self._announce_channel = announce_channel
         self._broker = broker
         self._publisher = publisher
@@ -240,7 +244,25 @@ class Producer:
             run_at=options.run_at,
             unique_keys=_unique_keys(name, options.unique, encoded),
             unique_for=options.unique_for,
+            concurrency_keys=self._concurrency_keys(handler, encoded),
         )
+
+    def _concurrency_keys(self, handler: Handler, encoded: Sequence[str]) -> list[str] | None:
+        """Each payload's flow-control key, for a handler with a `concurrency_key`."""
+        compute = self._key_functions.get(handler.name)
+        if compute is None:
+            return None
+        keys = []
+        for position, payload in enumerate(encoded):
+            try:
+                keys.append(compute(handler.decode_payload(payload)))
+            except Exception as exc:  # the user's key function: anything it raises is refused
+                where = f" (payload {position})" if len(encoded) > 1 else ""
+                raise InvalidPayloadError(
+                    f"handler {handler.name!r}: the concurrency key of the payload{where}"
+                    f" could not be computed: {type(exc).__name__}: {exc}"
+                ) from exc
+        return keys
 
     async def insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:
         """Insert `jobs` and make sure their notices follow; return the rows in order."""
@@ -285,7 +307,11 @@ class Producer:
 
 
 def _created(inserted: Sequence[InsertedJob]) -> list[InsertedJob]:
-    return [row for row in inserted if row.created and row.status == "queued"]
+    return [
+        row
+        for row in inserted
+        if row.created and row.status == "queued" and not row.held_back  # flow_claim starts those
+    ]
 
 
 def _notices(inserted: Sequence[InsertedJob]) -> list[Message]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from polyqueue.flow import flow_channel
+from polyqueue.flow import flow_channel, ring_for_released
 from polyqueue.limits import Limits, Rate
 from polyqueue.notices import notice_message
 
@@ -65,6 +65,7 @@ class QueueControl:
         limits = Limits.build(concurrency_limit, rate_limit, what=f"queue {queue!r}")
         if limits is None:
             await runtime.store.flow_limit_clear("queue", queue)
+            await ring_for_released(runtime, "queue", queue)
         else:
             await runtime.store.flow_limit_set("queue", queue, limits)
         await _wake_workers(runtime)

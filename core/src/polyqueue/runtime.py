@@ -135,6 +135,7 @@ async def open_runtime(parts: RuntimeParts) -> Runtime:
             settings=settings,
             outbox_channel=f"pq_outbox_{uuid.uuid4().hex[:16]}",
             announce_channel=None if colocation is None else colocation.announce_channel,
+            key_functions=parts.key_functions,
         )
         outbox = None
         if not broker.capabilities.transactional_publish:

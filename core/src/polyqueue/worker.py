@@ -21,13 +21,12 @@ from polyqueue.exceptions import (
     WorkerLoopError,
 )
 from polyqueue.executor import Executor, RetryPolicy
-from polyqueue.flow import flow_channel
+from polyqueue.flow import declare_limits, flow_channel
 from polyqueue.intake import Intake
 from polyqueue.listener import Listener
 from polyqueue.logs import job_fields
 from polyqueue.maintenance import Maintenance
 from polyqueue.membership import Membership
-from polyqueue.notices import notice_message
 from polyqueue.outcomes import OutcomeWriter
 from polyqueue.reporting import report_finished, report_started
 from polyqueue.scheduler import Scheduler
@@ -153,7 +152,7 @@ class Worker:
 
     async def _run(self) -> None:
         await self._membership.register()
-        await self._declare_limits()
+        await declare_limits(self.runtime)
         await self._control.start()
         log.info(
             "worker %s started on queues %s, concurrency %d", self.id, self.queues, self.concurrency
@@ -284,16 +283,7 @@ class Worker:
             return self._executor.failure(
                 job, HandlerNotFoundError(job.name, list(self.runtime.handlers))
             )
-        ctx = JobContext(
-            job_id=job.id,
-            name=job.name,
-            queue=job.queue,
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            headers=job.headers,
-            worker_id=self.id,
-            _store=self.runtime.store,
-        )
+        ctx = JobContext.of(job, self.id, self.runtime.store)
         report_started(self.runtime.plugin_manager, job, self.id)
         return await self._executor.run(handler, job, ctx)
 
@@ -310,18 +300,10 @@ class Worker:
         log.info("job %s stopped: %s", job.id, reason or "cancelled")
 
     async def _give_back(self) -> None:
-        """Queue the jobs the shutdown stopped again, with fresh notices (their deliveries may
-        have expired): one statement, one publish and one ack for all of them."""
         stopped, self._stopped_by_shutdown = self._stopped_by_shutdown, []
-        if not stopped:
-            return
-        with contextlib.suppress(PolyqueueError):
-            jobs = [job for job, _ in stopped]
-            released = await self.runtime.store.job_release_many([(j.id, j.attempt) for j in jobs])
-            notices = [notice_message(j.id, j.queue, j.priority) for j in jobs if j.id in released]
-            await self.runtime.publisher.publish(notices)
-            await self.runtime.broker.ack(present([delivery for _, delivery in stopped]))
-        log.info("worker %s: gave back %d stopped jobs", self.id, len(stopped))
+        if stopped:
+            await self._intake.give_back(stopped)
+            log.info("worker %s: gave back %d stopped jobs", self.id, len(stopped))
 
     def _on_control(self, channel: str, payload: str) -> None:
         if channel == self._flow_channel:
@@ -336,17 +318,6 @@ class Worker:
         if running is not None and running.stop_reason is None and not running.recording:
             running.stop_reason = reason
             running.task.cancel()
-
-    async def _declare_limits(self) -> None:
-        """Record the handlers' limits as this worker's code declares them, and wake the
-        other workers to look at their held-back jobs."""
-        runtime = self.runtime
-        store = runtime.store
-        async with store.transaction() as connection:
-            await store.flow_limits_declare(
-                list(runtime.handlers), runtime.parts.limits, connection
-            )
-            await store.notify(self._flow_channel, "", connection)
 
     # -- keeping alive ------------------------------------------------------------------------
 

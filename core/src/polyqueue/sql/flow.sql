@@ -17,8 +17,8 @@ SELECT pg_advisory_xact_lock(hashtextextended('polyqueue-flow:' || $1::text, 0))
 -- $2) that their limits let start now, highest priority first, and record their starts for
 -- the rate limits. A limit's room is its concurrency limit minus the jobs running under it,
 -- and its rate limit minus the starts within its window; per key for a handler limit with
--- per_key. Only the first 500 candidates whose limits have room are ranked, so a full key
--- never hides the keys behind it.
+-- per_key. Only the first candidates whose limits have room are ranked (ten times $4, at
+-- least 100), so a full key never hides the keys behind it.
 -- transition: queued -> running
 WITH handler_limits AS (
     SELECT name, per_key, concurrency_limit AS conc, rate_limit AS rate, rate_window AS win
@@ -74,7 +74,7 @@ WITH handler_limits AS (
       AND least(coalesce(q.conc - coalesce(rq.n, 0), 2147483647),
                 coalesce(q.rate - coalesce(sq.n, 0), 2147483647)) > 0
     ORDER BY c.priority DESC, c.id
-    LIMIT 500
+    LIMIT greatest(10 * $4, 100)
 ), ranked AS (
     SELECT s.*,
            row_number() OVER (PARTITION BY s.name, s.hkey ORDER BY s.priority DESC, s.id) AS h_rank,
@@ -90,7 +90,7 @@ WITH handler_limits AS (
     {{claim_set}}
     WHERE j.id IN (
         SELECT id FROM {schema}.jobs
-        WHERE id IN (SELECT id FROM chosen) AND status IN ('queued')
+        WHERE id = ANY(ARRAY(SELECT id FROM chosen)) AND status IN ('queued')
         FOR UPDATE SKIP LOCKED
     )
     {{claim_returning}}
@@ -135,9 +135,23 @@ ON CONFLICT (scope, name) DO UPDATE
 SET per_key = excluded.per_key, concurrency_limit = excluded.concurrency_limit,
     rate_limit = excluded.rate_limit, rate_window = excluded.rate_window, updated_at = now();
 
--- name: flow_limit_clear :exec
--- Remove the limits of a handler or a queue: its jobs start as freely as any.
-DELETE FROM {schema}.flow_limits WHERE scope = $1 AND name = $2;
+-- name: flow_limit_clear :one
+-- Remove the limits of a handler or a queue: its jobs start as freely as any. Whether it
+-- had some.
+WITH cleared AS (
+    DELETE FROM {schema}.flow_limits WHERE scope = $1 AND name = $2 RETURNING 1
+)
+SELECT count(*) > 0 FROM cleared;
+
+-- name: flow_unrestrained :many
+-- The queued jobs of handler or queue ($1 scope, $2 name) that nothing holds back any more
+-- (a limit removed): they were inserted without a notice, so they need one now.
+SELECT c.id, c.queue, c.priority
+FROM {schema}.jobs AS c
+WHERE c.status = 'queued'
+  AND CASE $1 WHEN 'handler' THEN c.name ELSE c.queue END = $2
+  AND {{claim_unrestrained}}
+ORDER BY c.priority DESC, c.id;
 
 -- name: flow_limits_list :many
 -- Every limit, with what runs under it and what waits for it.
@@ -174,11 +188,12 @@ FROM {schema}.paused_queues AS p
 ORDER BY p.queue;
 
 -- name: flow_starts_prune :one
--- Forget starts older than every rate window (maintenance); return how many.
+-- Forget starts older than every rate window by a minute (maintenance; the last minute's
+-- starts stay for whoever looks at them); return how many.
 WITH pruned AS (
     DELETE FROM {schema}.flow_starts
     WHERE started_at < now() - make_interval(
-        secs => coalesce((SELECT max(rate_window) FROM {schema}.flow_limits), 0))
+        secs => 60 + coalesce((SELECT max(rate_window) FROM {schema}.flow_limits), 0))
     RETURNING 1
 )
 SELECT count(*) FROM pruned;

@@ -2,6 +2,14 @@
 -- Blocks that change a job's status declare it with `-- transition: from, ... -> to | ...`;
 -- tests check every declaration against polyqueue.status.TRANSITIONS and the WHERE clause.
 
+-- name: held_back_at_insert :fragment
+-- Whether jobs of handler $1 in queue $2 are held back by flow control as they are inserted
+-- (their queue paused, or a limit of the handler or the queue): they get no notice, since
+-- only `flow_claim` (flow.sql) starts them.
+(EXISTS (SELECT FROM {schema}.paused_queues AS p WHERE p.queue = $2)
+ OR EXISTS (SELECT FROM {schema}.flow_limits AS l
+            WHERE (l.scope = 'handler' AND l.name = $1) OR (l.scope = 'queue' AND l.name = $2)))
+
 -- name: announce_inserted :fragment
 -- The CTE `announced` of `job_insert_many` and `job_insert_unique`: with a channel in $10
 -- (the built-in `postgres` broker), the notice of every job in `inserted` that is queued
@@ -11,7 +19,7 @@ announced AS (
     INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
     SELECT $2, convert_to('{"job_id":' || id || '}', 'UTF8'), $5, now()
     FROM inserted
-    WHERE $10::text IS NOT NULL AND status = 'queued'
+    WHERE $10::text IS NOT NULL AND status = 'queued' AND NOT {{held_back_at_insert}}
     ORDER BY id
     RETURNING 1
 )
@@ -21,42 +29,44 @@ announced AS (
 -- payloads in $3 differ) in one statement; ids ascend in the order of the payloads.
 -- With a channel in $10 (the built-in `postgres` broker), the same statement also writes
 -- the notice of every job it queued into broker_messages (body as `polyqueue.notices`
--- encodes it) and NOTIFYs that channel on commit: one round trip, one commit.
+-- encodes it) and NOTIFYs that channel on commit: one round trip, one commit. $11 holds the
+-- payloads' concurrency keys (flow control), or NULL.
 WITH input AS (
-    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, p.payload
-    FROM unnest($3::text[]) WITH ORDINALITY AS p(payload, position)
+    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, p.payload, p.ckey
+    FROM unnest($3::text[], $11::text[]) WITH ORDINALITY AS p(payload, ckey, position)
     ORDER BY p.position
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, name, queue, status, payload, headers, priority, max_attempts,
-        max_run_seconds, timeout_strategy, run_at
+        max_run_seconds, timeout_strategy, run_at, concurrency_key
     ) OVERRIDING SYSTEM VALUE
     SELECT id, $1, $2,
            CASE WHEN $9::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
-           payload::jsonb, $4::jsonb, $5, $6, $7, $8, coalesce($9, now())
+           payload::jsonb, $4::jsonb, $5, $6, $7, $8, coalesce($9, now()), ckey
     FROM input
     ORDER BY id
     RETURNING id, status
 ), {{announce_inserted}}
-SELECT id, status::text AS status,
+SELECT id, status::text AS status, {{held_back_at_insert}} AS held_back,
        (SELECT count(pg_notify($10, $2)) FROM (SELECT FROM announced LIMIT 1) AS first_notice) AS woken
 FROM inserted
 ORDER BY id;
 
 -- name: job_insert_one :one
 -- Insert one job (`enqueue`), notice and NOTIFY included with a channel in $11, as
--- `job_insert_many` does; an idempotency key already taken returns the older job.
+-- `job_insert_many` does, concurrency key $12; an idempotency key already taken returns the
+-- older job.
 -- Always one row; its id is NULL only if the key was taken by a transaction that
 -- committed after this statement's snapshot.
 WITH inserted AS (
     INSERT INTO {schema}.jobs (
         name, queue, status, payload, headers, priority, max_attempts,
-        max_run_seconds, timeout_strategy, idempotency_key, run_at
+        max_run_seconds, timeout_strategy, idempotency_key, run_at, concurrency_key
     )
     VALUES (
         $1, $2,
         CASE WHEN $10::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
-        $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9, coalesce($10, now())
+        $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9, coalesce($10, now()), $12
     )
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status, queue, priority
@@ -64,12 +74,13 @@ WITH inserted AS (
     INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
     SELECT queue, convert_to('{"job_id":' || id || '}', 'UTF8'), priority, now()
     FROM inserted
-    WHERE $11::text IS NOT NULL AND status = 'queued'
+    WHERE $11::text IS NOT NULL AND status = 'queued' AND NOT {{held_back_at_insert}}
     RETURNING queue
 )
 SELECT coalesce(inserted.id, existing.id) AS id,
        inserted.id IS NOT NULL AS created,
        coalesce(inserted.status, existing.status)::text AS status,
+       {{held_back_at_insert}} AS held_back,
        (SELECT count(pg_notify($11, announced.queue)) FROM announced) AS woken
 FROM (VALUES (1)) AS one
 LEFT JOIN inserted ON true
@@ -78,7 +89,7 @@ LEFT JOIN {schema}.jobs AS existing
 
 -- name: job_insert_unique :many
 -- Insert the jobs of one enqueue call with unique keys ($11, one per payload in $3), as
--- `job_insert_many` does ($1 to $10). A key is held by the job whose `unique_key` it is
+-- `job_insert_many` does ($1 to $10; concurrency keys in $13). A key is held by the job whose `unique_key` it is
 -- while that job is scheduled, queued or running, and until its `unique_until` (now + $12
 -- seconds at its insert; NULL: no period). `released` first takes the keys away from the
 -- jobs that no longer hold them; the insert then takes each free key once: the unique index
@@ -95,19 +106,19 @@ WITH released AS (
     RETURNING 1
 ), input AS (
     SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id,
-           p.payload, p.key, p.position
-    FROM unnest($3::text[], $11::text[]) WITH ORDINALITY AS p(payload, key, position)
+           p.payload, p.key, p.ckey, p.position
+    FROM unnest($3::text[], $11::text[], $13::text[]) WITH ORDINALITY AS p(payload, key, ckey, position)
     WHERE (SELECT count(*) FROM released) >= 0  -- every release before the first insert
     ORDER BY p.position
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, name, queue, status, payload, headers, priority, max_attempts,
-        max_run_seconds, timeout_strategy, run_at, unique_key, unique_until
+        max_run_seconds, timeout_strategy, run_at, unique_key, unique_until, concurrency_key
     ) OVERRIDING SYSTEM VALUE
     SELECT id, $1, $2,
            CASE WHEN $9::timestamptz > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
            payload::jsonb, $4::jsonb, $5, $6, $7, $8, coalesce($9, now()),
-           key, now() + make_interval(secs => $12::double precision)
+           key, now() + make_interval(secs => $12::double precision), ckey
     FROM input
     ORDER BY key, id
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -116,6 +127,7 @@ WITH released AS (
 SELECT coalesce(mine.id, sibling.id, holder.id) AS id,
        mine.id IS NOT NULL AS created,
        coalesce(mine.status, sibling.status, holder.status)::text AS status,
+       {{held_back_at_insert}} AS held_back,
        (SELECT count(pg_notify($10, $2)) FROM (SELECT FROM announced LIMIT 1) AS first_notice) AS woken
 FROM input
 LEFT JOIN inserted AS mine ON mine.id = input.id

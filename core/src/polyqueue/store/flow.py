@@ -71,22 +71,32 @@ class FlowQueries:
 
     async def flow_limits_declare(
         self, handlers: Sequence[str], limits: Mapping[str, Limits], executor: SqlExecutor
-    ) -> None:
+    ) -> list[str]:
         """Set the limits of `handlers` as this worker's code declares them (a handler
-        without limits loses any it had)."""
+        without limits loses any it had); return the handlers that lost theirs."""
+        cleared = []
         with translate_errors("declare limits"):
             for name in handlers:
                 if name in limits:
                     await executor.execute(
                         self._sql["flow_limit_set"], "handler", name, *limits[name].columns()
                     )
-                else:
-                    await executor.execute(self._sql["flow_limit_clear"], "handler", name)
+                elif await executor.fetchval(self._sql["flow_limit_clear"], "handler", name):
+                    cleared.append(name)
+        return cleared
 
-    async def flow_limit_clear(self, scope: str, name: str) -> None:
-        """Remove the limits of handler or queue `name`."""
+    async def flow_limit_clear(self, scope: str, name: str) -> bool:
+        """Remove the limits of handler or queue `name`; whether it had some."""
         with translate_errors("clear limits"):
-            await self.pool.execute(self._sql["flow_limit_clear"], scope, name)
+            cleared: bool = await self.pool.fetchval(self._sql["flow_limit_clear"], scope, name)
+        return cleared
+
+    async def flow_unrestrained(self, scope: str, name: str) -> list[Record]:
+        """Queued jobs of handler or queue `name` that nothing holds back any more: (id,
+        queue, priority) of each, to ring for."""
+        with translate_errors("unrestrained jobs"):
+            rows: list[Record] = await self.pool.fetch(self._sql["flow_unrestrained"], scope, name)
+        return rows
 
     async def flow_limits_list(self) -> list[Record]:
         """Every limit with its running and waiting jobs."""

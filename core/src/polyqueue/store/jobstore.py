@@ -124,9 +124,17 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
                 self._sql["job_insert_many"],
                 *_insert_columns(jobs, jobs.payloads),
                 announce_channel,
+                _keys(jobs.concurrency_keys),
             )
         return [
-            InsertedJob(row["id"], row["status"], jobs.queue, jobs.priority, created=True)
+            InsertedJob(
+                row["id"],
+                row["status"],
+                jobs.queue,
+                jobs.priority,
+                created=True,
+                held_back=row["held_back"],
+            )
             for row in rows
         ]
 
@@ -149,12 +157,15 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
                 jobs.idempotency_key,
                 jobs.run_at,
                 announce_channel,
+                None if jobs.concurrency_keys is None else jobs.concurrency_keys[0],
             )
             job_id, status = row["id"], row["status"]
         if job_id is None:  # the key was taken by a transaction that committed after ours began
             (holder,) = await self.job_key_holders([jobs.idempotency_key or ""], [], executor)
             job_id, status = holder["id"], holder["status"]
-        return InsertedJob(job_id, status, jobs.queue, jobs.priority, created=row["created"])
+        return InsertedJob(
+            job_id, status, jobs.queue, jobs.priority, row["created"], row["held_back"]
+        )
 
     async def job_insert_unique(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
@@ -172,12 +183,20 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
                     announce_channel,
                     [keys[n] for n in todo],
                     jobs.unique_for,
+                    None
+                    if jobs.concurrency_keys is None
+                    else [jobs.concurrency_keys[n] for n in todo],
                 )
             late = [n for n, row in zip(todo, rows, strict=True) if row["id"] is None]
             for n, row in zip(todo, rows, strict=True):
                 if row["id"] is not None:
                     result[n] = InsertedJob(
-                        row["id"], row["status"], jobs.queue, jobs.priority, row["created"]
+                        row["id"],
+                        row["status"],
+                        jobs.queue,
+                        jobs.priority,
+                        row["created"],
+                        row["held_back"],
                     )
             holders = {}
             if late:  # held by jobs committed after the statement began: read them now
@@ -354,6 +373,10 @@ def _insert_columns(jobs: NewJobs, payloads: Sequence[str]) -> tuple[object, ...
         jobs.timeout_strategy,
         jobs.run_at,
     )
+
+
+def _keys(keys: Sequence[str | None] | None) -> list[str | None] | None:
+    return None if keys is None else list(keys)
 
 
 def _unzip(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:

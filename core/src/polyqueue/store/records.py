@@ -23,6 +23,8 @@ class InsertedJob:
     queue: str
     priority: int
     created: bool
+    held_back: bool = False
+    """Held back by flow control as it was inserted: no notice is published for it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 -- Drops what 0005_flow_control added.
-DROP INDEX IF EXISTS {schema}.jobs_queued_name;
+DROP INDEX IF EXISTS {schema}.jobs_queued_order;
 DROP INDEX IF EXISTS {schema}.jobs_running_queue;
 DROP INDEX IF EXISTS {schema}.jobs_running_name_key;
 ALTER TABLE {schema}.jobs DROP COLUMN IF EXISTS concurrency_key;
