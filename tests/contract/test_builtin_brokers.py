@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from polyqueue.broker import Broker, Message
-from polyqueue.brokers.memory import InProcessBroker
+from polyqueue.brokers.in_process import InProcessBroker
 from polyqueue.brokers.postgres import PostgresBroker
 from polyqueue.testing.contract import BrokerContract, ServerRestartContract
 from polyqueue.testing.recording import RecordingBroker

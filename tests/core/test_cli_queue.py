@@ -41,6 +41,7 @@ async def test_pause_list_limit_and_resume_from_the_command_line(env: dict[str, 
         await asyncio.to_thread(ok, "queue", "pause", "mail", env=env)
         await asyncio.to_thread(ok, "queue", "limit", "mail", "--concurrency", "5", env=env)
         listed = await asyncio.to_thread(as_json, "queue", "list", env=env)
+        assert await asyncio.to_thread(as_json, "inspect", "limits", env=env) == listed
         table = await asyncio.to_thread(ok, "queue", "list", env=env)
 
         assert listed["paused"][0]["queue"] == "mail"  # type: ignore[index]

@@ -7,7 +7,7 @@ from typing import ClassVar
 import pytest
 
 from polyqueue import ConfigurationError, Polyqueue, hookimpl
-from polyqueue.brokers.memory import InProcessBroker
+from polyqueue.brokers.in_process import InProcessBroker
 from polyqueue.brokers.postgres import PostgresBroker
 from polyqueue.plugins import broker_classes, create_plugin_manager
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from polyqueue import BrokerUnavailableError, Message
-from polyqueue.brokers.memory import InProcessBroker
+from polyqueue.brokers.in_process import InProcessBroker
 from polyqueue.publisher import NoticePublisher
 from polyqueue.testing.contract import receive_until
 from polyqueue.testing.helpers import eventually

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from polyqueue.brokers.memory import InProcessBroker
+from polyqueue.brokers.in_process import InProcessBroker
 from polyqueue.brokers.postgres import PostgresBroker
 from polyqueue.hookspecs import hookimpl
 from polyqueue.serializers import JsonSerializer, OrjsonSerializer

@@ -54,8 +54,17 @@ class FlowSignal:
         self._interrupt = interrupt
         self._announce = announce
         self._pending = True  # look once at start: jobs may wait from before
+        self.binding = False
+        """Whether the last look found fewer jobs that may start than it asked for."""
         self._timer: asyncio.TimerHandle | None = None
         self._announcing: asyncio.Task[None] | None = None
+
+    def handler_done(self) -> None:
+        """A limited job's handler returned; its outcome is not stored yet, so it still
+        counts as running. Look at once only if the last look found the limits with room to
+        spare (they do not bind); otherwise the look after the outcome is stored will do."""
+        if not self.binding:
+            self.poke()
 
     def finished(self) -> None:
         """A limited job finished here: look again, and tell the other workers (one NOTIFY

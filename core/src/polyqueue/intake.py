@@ -104,6 +104,7 @@ class Intake:
                 runtime.settings.timeout_backstop_seconds,
                 connection,
             )
+        self.flow.binding = len(jobs) < limit
         if len(jobs) == limit:
             self.flow.poke()  # there may be more: look again before the next receive
         elif not jobs and await runtime.store.flow_waiting(self._queues):

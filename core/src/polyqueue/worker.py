@@ -262,6 +262,8 @@ class Worker:
             return
         self._running[job.id].recording = True  # from here on the task is not cancelled
         self._slot_freed.set()
+        if delivery is None:  # a limited job: held-back jobs may start while its outcome waits
+            self._intake.flow.handler_done()
         report_finished(self.runtime.plugin_manager, job, outcome, self.id)
         try:
             current = await self._writer.record(outcome, delivery)

@@ -1,4 +1,4 @@
-"""`polyqueue inspect stats|workers|jobs`: read-only views of the job store."""
+"""`polyqueue inspect stats|workers|jobs|limits`: read-only views of the job store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from polyqueue.cli.queue import list_queues
 from polyqueue.cli.support import (
     JobFilter,
     age,
@@ -38,7 +39,10 @@ WIDE_HELP = "Never shorten cells to fit the terminal (as when stdout is not a te
 
 @click.group(short_help="Look at jobs, queues and workers (read-only).")
 def inspect() -> None:
-    """Read-only views of the job store: queue stats, workers, jobs."""
+    """Read-only views of the job store: queue stats, workers, jobs, limits."""
+
+
+inspect.add_command(list_queues, name="limits")  # the same view as `polyqueue queue list`
 
 
 # -- stats --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The `none` broker: in-process asyncio queues, for tests and single-process apps."""
+"""`InProcessBroker`, selected as `queue_backend = "none"` (no broker server: the doorbell
+stays inside this process): in-process asyncio queues, for tests and single-process apps."""
 
 from __future__ import annotations
 
