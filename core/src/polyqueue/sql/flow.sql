@@ -17,8 +17,9 @@ SELECT pg_advisory_xact_lock(hashtextextended('polyqueue-flow:' || $1::text, 0))
 -- $2) that their limits let start now, highest priority first, and record their starts for
 -- the rate limits. A limit's room is its concurrency limit minus the jobs running under it,
 -- and its rate limit minus the starts within its window; per key for a handler limit with
--- per_key. Only the first candidates whose limits have room are ranked (ten times $4, at
--- least 100), so a full key never hides the keys behind it.
+-- per_key. Per queue, only the first candidates whose limits have room are ranked (ten
+-- times $4, at least 100, read in index order), so a full key never hides the keys behind
+-- it and a long backlog is never sorted.
 -- transition: queued -> running
 WITH handler_limits AS (
     SELECT name, per_key, concurrency_limit AS conc, rate_limit AS rate, rate_window AS win
@@ -50,31 +51,37 @@ WITH handler_limits AS (
     WHERE q.rate IS NOT NULL AND s.started_at > clock_timestamp() - make_interval(secs => q.win)
     GROUP BY 1
 ), scored AS (
-    SELECT c.id, c.name, c.queue, c.priority,
-           CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END AS hkey,
-           h.rate IS NOT NULL AS h_rated, q.rate IS NOT NULL AS q_rated,
-           least(coalesce(h.conc - coalesce(rh.n, 0), 2147483647),
-                 coalesce(h.rate - coalesce(sh.n, 0), 2147483647)) AS h_room,
-           least(coalesce(q.conc - coalesce(rq.n, 0), 2147483647),
-                 coalesce(q.rate - coalesce(sq.n, 0), 2147483647)) AS q_room
-    FROM {schema}.jobs AS c
-    LEFT JOIN handler_limits AS h ON h.name = c.name
-    LEFT JOIN queue_limits AS q ON q.queue = c.queue
-    LEFT JOIN running_h AS rh
-           ON rh.name = c.name AND rh.key = CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END
-    LEFT JOIN started_h AS sh
-           ON sh.name = c.name AND sh.key = CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END
-    LEFT JOIN running_q AS rq ON rq.queue = c.queue
-    LEFT JOIN started_q AS sq ON sq.queue = c.queue
-    WHERE c.status = 'queued' AND c.queue = ANY($3::text[])
-      AND (h.name IS NOT NULL OR q.queue IS NOT NULL)
-      AND NOT EXISTS (SELECT FROM {schema}.paused_queues AS p WHERE p.queue = c.queue)
-      AND least(coalesce(h.conc - coalesce(rh.n, 0), 2147483647),
-                coalesce(h.rate - coalesce(sh.n, 0), 2147483647)) > 0
-      AND least(coalesce(q.conc - coalesce(rq.n, 0), 2147483647),
-                coalesce(q.rate - coalesce(sq.n, 0), 2147483647)) > 0
-    ORDER BY c.priority DESC, c.id
-    LIMIT greatest(10 * $4, 100)
+    SELECT s.*
+    FROM unnest($3::text[]) AS w(queue)
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.name, c.queue, c.priority,
+               CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END AS hkey,
+               h.rate IS NOT NULL AS h_rated, q.rate IS NOT NULL AS q_rated,
+               least(coalesce(h.conc - coalesce(rh.n, 0), 2147483647),
+                     coalesce(h.rate - coalesce(sh.n, 0), 2147483647)) AS h_room,
+               least(coalesce(q.conc - coalesce(rq.n, 0), 2147483647),
+                     coalesce(q.rate - coalesce(sq.n, 0), 2147483647)) AS q_room
+        FROM {schema}.jobs AS c
+        LEFT JOIN handler_limits AS h ON h.name = c.name
+        LEFT JOIN queue_limits AS q ON q.queue = c.queue
+        LEFT JOIN running_h AS rh
+               ON rh.name = c.name
+              AND rh.key = CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END
+        LEFT JOIN started_h AS sh
+               ON sh.name = c.name
+              AND sh.key = CASE WHEN h.per_key THEN coalesce(c.concurrency_key, '') ELSE '' END
+        LEFT JOIN running_q AS rq ON rq.queue = c.queue
+        LEFT JOIN started_q AS sq ON sq.queue = c.queue
+        WHERE c.status = 'queued' AND c.queue = w.queue
+          AND (h.name IS NOT NULL OR q.queue IS NOT NULL)
+          AND least(coalesce(h.conc - coalesce(rh.n, 0), 2147483647),
+                    coalesce(h.rate - coalesce(sh.n, 0), 2147483647)) > 0
+          AND least(coalesce(q.conc - coalesce(rq.n, 0), 2147483647),
+                    coalesce(q.rate - coalesce(sq.n, 0), 2147483647)) > 0
+        ORDER BY c.priority DESC, c.id
+        LIMIT greatest(10 * $4, 100)
+    ) AS s
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused_queues AS p WHERE p.queue = w.queue)
 ), ranked AS (
     SELECT s.*,
            row_number() OVER (PARTITION BY s.name, s.hkey ORDER BY s.priority DESC, s.id) AS h_rank,
@@ -88,11 +95,12 @@ WITH handler_limits AS (
 ), claimed AS (
     UPDATE {schema}.jobs AS j
     {{claim_set}}
-    WHERE j.id IN (
-        SELECT id FROM {schema}.jobs
-        WHERE id = ANY(ARRAY(SELECT id FROM chosen)) AND status IN ('queued')
-        FOR UPDATE SKIP LOCKED
-    )
+    FROM (
+        SELECT c.id FROM chosen JOIN {schema}.jobs AS c ON c.id = chosen.id
+        WHERE c.status IN ('queued')
+        FOR UPDATE OF c SKIP LOCKED
+    ) AS locked
+    WHERE j.id = locked.id
     {{claim_returning}}
 ), started AS (
     INSERT INTO {schema}.flow_starts (scope, key, started_at)

@@ -32,4 +32,5 @@ ALTER TABLE {schema}.jobs ADD COLUMN concurrency_key text;
 CREATE INDEX jobs_running_name_key ON {schema}.jobs (name, concurrency_key)
     WHERE status = 'running';
 CREATE INDEX jobs_running_queue ON {schema}.jobs (queue) WHERE status = 'running';
-CREATE INDEX jobs_queued_order ON {schema}.jobs (priority DESC, id) WHERE status = 'queued';
+CREATE INDEX jobs_queued_order ON {schema}.jobs (queue, priority DESC, id)
+    WHERE status = 'queued';
