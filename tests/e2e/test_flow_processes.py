@@ -70,7 +70,13 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
-async def producer_app(make_app: AppFactory, backend: dict[str, Any]) -> Polyqueue:
+@pytest.fixture
+async def producer(
+    make_app: AppFactory, backend: dict[str, Any], db: asyncpg.Connection
+) -> Polyqueue:
+    """The test's own app (not started), with an empty runs table for its handlers."""
+    await db.execute(CREATE_RUNS_TABLE)
+    await db.execute(f"TRUNCATE {RUNS_TABLE}")
     app = make_app(queue_backend=backend["queue_backend"])
     register_handlers(app)
     return app
@@ -85,11 +91,9 @@ async def drain(app: Polyqueue, job_ids: list[int]) -> None:
 
 
 async def test_limits_hold_across_worker_processes(
-    make_app: AppFactory, backend: dict[str, Any], db: asyncpg.Connection, tmp_path: Path
+    producer: Polyqueue, backend: dict[str, Any], db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    await db.execute(CREATE_RUNS_TABLE)
-    await db.execute(f"TRUNCATE {RUNS_TABLE}")
-    app = await producer_app(make_app, backend)
+    app = producer
     async with app:
         with worker_processes("flow_app.py", app.database_url, tmp_path) as processes:
             for _ in range(PROCESSES):
@@ -124,11 +128,9 @@ async def test_limits_hold_across_worker_processes(
 
 
 async def test_a_killed_worker_does_not_leak_its_slots(
-    make_app: AppFactory, backend: dict[str, Any], db: asyncpg.Connection, tmp_path: Path
+    producer: Polyqueue, backend: dict[str, Any], db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    await db.execute(CREATE_RUNS_TABLE)
-    await db.execute(f"TRUNCATE {RUNS_TABLE}")
-    app = await producer_app(make_app, backend)
+    app = producer
     async with app:
         with worker_processes("flow_app.py", app.database_url, tmp_path) as processes:
             victim = processes.spawn(**PROCESS_SETTINGS, **backend)
