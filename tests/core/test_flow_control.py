@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import BaseModel
 
-from polyqueue import ConfigurationError, Polyqueue
+from polyqueue import ConfigurationError, InvalidPayloadError, Polyqueue
 from polyqueue.limits import Rate, parse_rate
 from polyqueue.status import JobStatus
 from polyqueue.testing.helpers import eventually, running_worker
@@ -218,3 +218,29 @@ async def test_a_bad_queue_limit_is_refused_and_nothing_is_stored(make_app: AppF
         with pytest.raises(ConfigurationError, match="rate_limit"):
             await app.configure_queue("q", concurrency_limit=2, rate_limit="lots")
         assert await app.flow_limits() == []
+
+
+async def test_a_concurrency_key_that_cannot_be_computed_fails_the_enqueue_and_writes_nothing(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+
+    @app.register("flow.badkey", concurrency_limit=1, concurrency_key=lambda p: 1 / p.n)
+    async def badkey(payload: Item) -> None: ...
+
+    @app.register("flow.longkey", concurrency_limit=1, concurrency_key=lambda p: "k" * 201)
+    async def longkey(payload: Item) -> None: ...
+
+    async with app:
+        with pytest.raises(
+            InvalidPayloadError, match=r"'flow\.badkey'.*payload 1.*ZeroDivisionError"
+        ):
+            await app.enqueue_many(badkey, [Item(n=1), Item(n=0)])
+        with pytest.raises(InvalidPayloadError, match="longer than 200 characters"):
+            await app.enqueue(longkey, Item(n=1))
+        assert await app.store.pool.fetchval("SELECT count(*) FROM polyqueue.jobs") == 0
+        (job_id,) = await app.enqueue_many(badkey, [Item(n=4)])
+        key = await app.store.pool.fetchval(
+            "SELECT concurrency_key FROM polyqueue.jobs WHERE id = $1", job_id
+        )
+        assert key == "0.25"

@@ -55,6 +55,11 @@ class Handler:
 
     def encode_payload(self, payload: BaseModel | Mapping[str, Any], limit: int) -> str:
         """Validate `payload` against the model; return its JSON (at most `limit` bytes)."""
+        return self.encode(payload, limit)[1]
+
+    def encode(self, payload: BaseModel | Mapping[str, Any], limit: int) -> tuple[BaseModel, str]:
+        """Validate `payload` against the model; return the model and its JSON (at most
+        `limit` bytes)."""
         model = self._validate(payload)
         what = f"payload for {self.name!r}"
         try:
@@ -65,7 +70,7 @@ class Handler:
         if "null" in encoded:  # pydantic writes NaN and infinities as null: refuse them
             check_finite(model.model_dump(), what)
         check_size(self.name, encoded, limit)
-        return encoded
+        return model, encoded
 
     def _validate(self, payload: BaseModel | Mapping[str, Any]) -> BaseModel:
         if isinstance(payload, self.payload_model):

@@ -230,7 +230,8 @@ class Producer:
         if handler is None:
             raise HandlerNotFoundError(name, list(self._handlers))
         limit = self._settings.max_payload_bytes
-        encoded = [handler.encode_payload(payload, limit) for payload in payloads]
+        validated = [handler.encode(payload, limit) for payload in payloads]
+        encoded = [text for _, text in validated]
         return NewJobs(
             name=name,
             queue=options.queue or handler.queue,
@@ -244,20 +245,20 @@ class Producer:
             run_at=options.run_at,
             unique_keys=_unique_keys(name, options.unique, encoded),
             unique_for=options.unique_for,
-            concurrency_keys=self._concurrency_keys(handler, encoded),
+            concurrency_keys=self._concurrency_keys(handler, [model for model, _ in validated]),
         )
 
-    def _concurrency_keys(self, handler: Handler, encoded: Sequence[str]) -> list[str] | None:
-        """Each payload's flow-control key, for a handler with a `concurrency_key`."""
+    def _concurrency_keys(self, handler: Handler, models: Sequence[BaseModel]) -> list[str] | None:
+        """Each validated payload's flow-control key, for a handler with a `concurrency_key`."""
         compute = self._key_functions.get(handler.name)
         if compute is None:
             return None
         keys = []
-        for position, payload in enumerate(encoded):
+        for position, model in enumerate(models):
             try:
-                keys.append(compute(handler.decode_payload(payload)))
+                keys.append(compute(model))
             except Exception as exc:  # the user's key function: anything it raises is refused
-                where = f" (payload {position})" if len(encoded) > 1 else ""
+                where = f" (payload {position})" if len(models) > 1 else ""
                 raise InvalidPayloadError(
                     f"handler {handler.name!r}: the concurrency key of the payload{where}"
                     f" could not be computed: {type(exc).__name__}: {exc}"

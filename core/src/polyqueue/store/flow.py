@@ -38,19 +38,14 @@ class FlowQueries:
         timeout_grace: float,
         executor: SqlExecutor,
     ) -> list[ClaimedJob]:
-        """Under the flow lock (`flow_lock`, first in the same transaction), claim up to
-        `limit` held-back jobs of `queues` whose limits have room."""
+        """Take the flow lock (`flow_lock`, held until `executor`'s transaction ends), then
+        claim up to `limit` held-back jobs of `queues` whose limits have room."""
         with translate_errors("claim limited jobs"):
             await executor.execute(self._sql["flow_lock"], self.schema)
             rows = await executor.fetch(
                 self._sql["flow_claim"], worker_id, timeout_grace, list(queues), limit
             )
         return [ClaimedJob.from_row(row) for row in rows]
-
-    async def flow_lock(self, executor: SqlExecutor) -> None:
-        """Take the schema's flow lock until the transaction ends (see `flow_claim`)."""
-        with translate_errors("flow lock"):
-            await executor.execute(self._sql["flow_lock"], self.schema)
 
     async def flow_held_back(self, job_ids: Sequence[int]) -> set[int]:
         """Of `job_ids`, those queued and held back by a paused queue or a limit."""
