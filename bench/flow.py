@@ -5,7 +5,7 @@ drains N no-op jobs with one worker (concurrency 10), in a fresh database each:
 
 - `no limit`: the handler has no limit (the ordinary claim path);
 - `limit 1000`: `concurrency_limit=1000`, which never binds: every job goes through the
-  limited claim (`flow_claim` under the flow lock), so this is what a limit costs;
+  limited claim (`flow_claim`, under the flow lock), so this is what a limit costs;
 - `limit 5`: `concurrency_limit=5` on a handler that sleeps 20 ms, sampling how many run at
   once: it should keep 5 running, no more and hardly fewer.
 

@@ -103,6 +103,35 @@ async def test_a_queue_limit_holds_across_handlers(make_app: AppFactory) -> None
     assert gauge.most == 2
 
 
+class Keyed(BaseModel):
+    account: str
+
+
+async def test_a_full_key_does_not_hide_the_keys_queued_behind_it(make_app: AppFactory) -> None:
+    """Thirty jobs of one account come first, then one of each of three others: with one
+    job per account at a time, the worker runs one of each of the four at once, not just
+    the first account's (the claim looks past the candidates whose key is full)."""
+    gauge = Gauge()
+    accounts: list[str] = []
+    app = make_app()
+
+    @app.register("flow.keyed", queue="flow", concurrency_limit=1, concurrency_key="account")
+    async def keyed(payload: Keyed) -> None:
+        accounts.append(payload.account)
+        await gauge.run()
+
+    async with app:
+        ids = await app.enqueue_many(keyed, [Keyed(account="busy") for _ in range(30)])
+        ids += await app.enqueue_many(keyed, [Keyed(account=a) for a in ("b", "c", "d")])
+        async with running_worker(app, concurrency=10):
+            await eventually(lambda: gauge.now == 4)
+            assert sorted(accounts) == ["b", "busy", "c", "d"]
+            gauge.release.set()
+            for job_id in ids:
+                assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+    assert gauge.most == 4
+
+
 async def test_a_rate_limit_caps_the_starts_in_every_window(
     make_app: AppFactory, db: asyncpg.Connection
 ) -> None:

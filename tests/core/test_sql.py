@@ -52,6 +52,15 @@ def test_the_lease_and_the_claim_are_written_once_and_included_where_used() -> N
     assert "{{" not in joined
 
 
+def test_the_flow_claim_function_claims_as_claim_set_does() -> None:
+    """The claim of held-back jobs lives in a function (migration 0009), which cannot
+    include a fragment: it must still set what `claim_set` sets."""
+    (function,) = [m for m in load_migrations(SCHEMA) if m.name == "flow_claim_function"]
+    fragment = claim_fragments(SCHEMA)["claim_set"].splitlines()
+    statement = "\n".join(line for line in fragment if not line.startswith("--"))
+    assert _words(statement) in _words(function.up)
+
+
 def test_an_include_of_an_unknown_fragment_is_refused(tmp_path: Path) -> None:
     package = tmp_path / "sqlpkg"
     package.mkdir()

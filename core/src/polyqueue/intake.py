@@ -93,17 +93,12 @@ class Intake:
         return claimed
 
     async def _claim_held_back(self, limit: int, worker_id: str) -> Claimed:
-        """Start held-back jobs whose limits have room (one transaction under the flow
-        lock); look again soon if some still wait and none could start."""
+        """Start held-back jobs whose limits have room (one statement under the flow lock);
+        look again soon if some still wait and none could start."""
         runtime = self._runtime
-        async with runtime.store.transaction() as connection:
-            jobs = await runtime.store.flow_claim(
-                self._queues,
-                limit,
-                worker_id,
-                runtime.settings.timeout_backstop_seconds,
-                connection,
-            )
+        jobs = await runtime.store.flow_claim(
+            self._queues, limit, worker_id, runtime.settings.timeout_backstop_seconds
+        )
         self.flow.binding = len(jobs) < limit
         if len(jobs) == limit:
             self.flow.poke()  # there may be more: look again before the next receive

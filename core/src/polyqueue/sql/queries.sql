@@ -165,11 +165,14 @@ AND NOT EXISTS (
     WHERE (l.scope = 'handler' AND l.name = c.name) OR (l.scope = 'queue' AND l.name = c.queue)
 )
 
+-- name: claimed_columns :fragment
+-- The columns of `polyqueue.job.ClaimedJob`, of the claimed job `j`.
+j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers, j.priority,
+j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds, j.timeout_strategy
+
 -- name: claim_returning :fragment
 -- What a claim returns: the columns of `polyqueue.job.ClaimedJob`.
-RETURNING j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers,
-          j.priority, j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds,
-          j.timeout_strategy
+RETURNING {{claimed_columns}}
 
 -- name: job_claim_many :many
 -- Claim the queued jobs among the ids $3 for worker $1 (timeout grace $2), counting an

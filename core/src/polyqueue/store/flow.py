@@ -31,18 +31,12 @@ class FlowQueries:
         def pool(self) -> asyncpg.Pool: ...
 
     async def flow_claim(
-        self,
-        queues: Sequence[str],
-        limit: int,
-        worker_id: str,
-        timeout_grace: float,
-        executor: SqlExecutor,
+        self, queues: Sequence[str], limit: int, worker_id: str, timeout_grace: float
     ) -> list[ClaimedJob]:
-        """Take the flow lock (`flow_lock`, held until `executor`'s transaction ends), then
-        claim up to `limit` held-back jobs of `queues` whose limits have room."""
+        """Claim up to `limit` held-back jobs of `queues` whose limits have room, under the
+        flow lock: one statement (the function `flow_claim` takes the lock, then claims)."""
         with translate_errors("claim limited jobs"):
-            await executor.execute(self._sql["flow_lock"], self.schema)
-            rows = await executor.fetch(
+            rows = await self.pool.fetch(
                 self._sql["flow_claim"], worker_id, timeout_grace, list(queues), limit
             )
         return [ClaimedJob.from_row(row) for row in rows]
