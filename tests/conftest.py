@@ -33,7 +33,7 @@ async def clean_database(polyqueue_database_url: str) -> str:
         await connection.execute(
             "TRUNCATE polyqueue.jobs, polyqueue.workers, polyqueue.broker_messages,"
             " polyqueue.cron_schedules, polyqueue.flow_limits, polyqueue.paused_queues,"
-            " polyqueue.flow_starts"
+            " polyqueue.flow_starts, polyqueue.job_dependencies, polyqueue.workflows"
         )
     finally:
         await connection.close()

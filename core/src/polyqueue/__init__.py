@@ -20,6 +20,9 @@ if TYPE_CHECKING:
         BrokerUnavailableError,
         ConfigurationError,
         DatabaseUnavailableError,
+        DependencyCycleError,
+        DependencyFailedError,
+        DependencyNotFoundError,
         HandlerNotFoundError,
         InvalidPayloadError,
         JobNotFoundError,
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
         UnknownPluginError,
         UnsupportedCapabilityError,
         WorkerLoopError,
+        WorkflowError,
+        WorkflowNotFoundError,
     )
     from polyqueue.executor import RetryPolicy
     from polyqueue.hookspecs import hookimpl
@@ -43,6 +48,8 @@ if TYPE_CHECKING:
     from polyqueue.runner import main
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.status import JobStatus
+    from polyqueue.workflow import EnqueuedWorkflow, Node, OnFailure, Workflow
+    from polyqueue.workflow_state import DependencyOutcome, WorkflowInfo, WorkflowNode
 
 __all__ = [
     "Broker",
@@ -54,6 +61,11 @@ __all__ = [
     "CronTick",
     "DatabaseUnavailableError",
     "Delivery",
+    "DependencyCycleError",
+    "DependencyFailedError",
+    "DependencyNotFoundError",
+    "DependencyOutcome",
+    "EnqueuedWorkflow",
     "HandlerNotFoundError",
     "InvalidPayloadError",
     "Job",
@@ -66,6 +78,8 @@ __all__ = [
     "JobTimeoutError",
     "Message",
     "MigrationError",
+    "Node",
+    "OnFailure",
     "PayloadTooLargeError",
     "Polyqueue",
     "PolyqueueError",
@@ -80,6 +94,11 @@ __all__ = [
     "UnknownPluginError",
     "UnsupportedCapabilityError",
     "WorkerLoopError",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowInfo",
+    "WorkflowNode",
+    "WorkflowNotFoundError",
     "hookimpl",
     "main",
 ]
@@ -90,6 +109,9 @@ _EXCEPTIONS = (
     "BrokerUnavailableError",
     "ConfigurationError",
     "DatabaseUnavailableError",
+    "DependencyCycleError",
+    "DependencyFailedError",
+    "DependencyNotFoundError",
     "HandlerNotFoundError",
     "InvalidPayloadError",
     "JobNotFoundError",
@@ -106,6 +128,8 @@ _EXCEPTIONS = (
     "UnknownPluginError",
     "UnsupportedCapabilityError",
     "WorkerLoopError",
+    "WorkflowError",
+    "WorkflowNotFoundError",
 )
 _HOMES: dict[str, str] = {
     "Polyqueue": "polyqueue.app",
@@ -125,6 +149,13 @@ _HOMES: dict[str, str] = {
     "main": "polyqueue.runner",
     "PolyqueueSettings": "polyqueue.settings",
     "JobStatus": "polyqueue.status",
+    "EnqueuedWorkflow": "polyqueue.workflow",
+    "Node": "polyqueue.workflow",
+    "OnFailure": "polyqueue.workflow",
+    "Workflow": "polyqueue.workflow",
+    "DependencyOutcome": "polyqueue.workflow_state",
+    "WorkflowInfo": "polyqueue.workflow_state",
+    "WorkflowNode": "polyqueue.workflow_state",
     **dict.fromkeys(_EXCEPTIONS, "polyqueue.exceptions"),
 }
 """Where each public name lives: imported from there on first use."""

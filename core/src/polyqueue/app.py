@@ -28,6 +28,7 @@ from polyqueue.settings import PolyqueueSettings, TimeoutStrategy, load_settings
 from polyqueue.signals import run_until_signalled
 from polyqueue.sync import SyncPolyqueue
 from polyqueue.worker import Worker
+from polyqueue.workflow_client import WorkflowClient
 
 if TYPE_CHECKING:
     from polyqueue.broker import Broker
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Polyqueue(JobClient, QueueControl):
+class Polyqueue(JobClient, WorkflowClient, QueueControl):
     """One job queue: settings, handlers, the job store and the broker.
 
     `async with app:` opens the pool (starting the embedded PostgreSQL when no

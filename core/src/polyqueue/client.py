@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from polyqueue.registry import HandlerRef
     from polyqueue.runtime import Runtime
     from polyqueue.store import JobStore, SqlExecutor
+    from polyqueue.workflow import OnFailure
 
 __all__ = ["JobClient", "Payload"]
 
@@ -52,6 +53,8 @@ class JobClient:
 
         def handler_name(self, ref: HandlerRef) -> str: ...
 
+        async def _enqueue_dependent(self, context: EnqueueContext) -> list[int]: ...
+
     # -- enqueue ------------------------------------------------------------------------------
 
     async def enqueue(
@@ -68,6 +71,8 @@ class JobClient:
         headers: Mapping[str, str] | None = None,
         unique: bool | str | None = None,
         unique_for: float | timedelta | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_failure: OnFailure = "cancel",
         connection: SqlExecutor | None = None,
     ) -> JobId:
         """Enqueue one job; return its id, a `JobId` whose `created` is False when the
@@ -78,6 +83,9 @@ class JobClient:
         (seconds or a timedelta), within that long after the holder was enqueued.
         With `connection`, the job is inserted in that connection's transaction: rolled back
         means no job, no notice and no key held.
+        `depends_on=[job ids]`: the job waits (`waiting`) until those jobs have finished;
+        a dependency that failed or was cancelled cancels it (`on_failure="cancel"`), or it
+        runs anyway (`"run"`), or that dependency is ignored (`"ignore"`); see workflows.md.
         """
         if unique is not None and not isinstance(unique, bool | str):
             raise InvalidPayloadError(
@@ -93,6 +101,8 @@ class JobClient:
             headers=headers,
             unique=unique,
             unique_for=unique_for,
+            depends_on=depends_on,
+            on_failure=on_failure,
         )
         context = EnqueueContext(self.handler_name(handler), [payload], options, connection)
         (job_id,) = await self._enqueue_chain(context)
@@ -111,6 +121,8 @@ class JobClient:
         headers: Mapping[str, str] | None = None,
         unique: bool | Sequence[str] | None = None,
         unique_for: float | timedelta | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_failure: OnFailure = "cancel",
         connection: SqlExecutor | None = None,
     ) -> JobIds:
         """Enqueue many jobs of one handler in one round trip; return their ids in order
@@ -119,7 +131,8 @@ class JobClient:
         Every payload is validated first: one invalid payload enqueues nothing. `unique` is
         True (a key from each payload) or one key per payload, as for `enqueue`; a payload
         whose key is held, by an existing job or an earlier payload of the call, gets that
-        job's id with `created` False.
+        job's id with `created` False. `depends_on` and `on_failure`: every job waits for
+        those jobs, as for `enqueue`.
         """
         if isinstance(unique, str):
             raise InvalidPayloadError(
@@ -134,6 +147,8 @@ class JobClient:
             headers=headers,
             unique=unique,
             unique_for=unique_for,
+            depends_on=depends_on,
+            on_failure=on_failure,
         )
         if not payloads and not (isinstance(unique, Sequence) and unique):
             return JobIds()
@@ -142,6 +157,8 @@ class JobClient:
 
     async def _enqueue(self, context: EnqueueContext) -> list[int]:
         """The innermost step of the enqueue middleware chain: insert, publish, emit."""
+        if context.options.depends_on is not None:
+            return await self._enqueue_dependent(context)
         jobs = self.runtime.producer.build(context.name, context.payloads, context.options)
         inserted = await self.runtime.producer.insert(jobs, adapt_connection(context.connection))
         if self.plugin_manager.hook.polyqueue_job_enqueued.get_hookimpls():  # else no events

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from polyqueue.workflow_state import DependencyOutcome, results_of
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from polyqueue.job import ClaimedJob
     from polyqueue.store import JobStore
+
+T = TypeVar("T")
 
 __all__ = ["JobContext"]
 
@@ -52,3 +58,22 @@ class JobContext:
         current = await self._store.job_progress(self.job_id, self.attempt, fraction, message)
         if not current:
             log.info("job %s attempt %s no longer owns the job", self.job_id, self.attempt)
+
+    async def dependencies(self) -> list[DependencyOutcome]:
+        """This job's dependencies (`depends_on`, a workflow's `after`) in the order they
+        were given, each with its status, result or error and its edge's policy."""
+        rows = await self._store.dependency_outcomes(self.job_id)
+        return [DependencyOutcome.from_row(row) for row in rows]
+
+    @overload
+    async def results_of(self, model: type[T], job_ids: Sequence[int] | None = None) -> list[T]: ...
+    @overload
+    async def results_of(self, model: Any, job_ids: Sequence[int] | None = None) -> list[Any]: ...
+    async def results_of(self, model: Any, job_ids: Sequence[int] | None = None) -> list[Any]:
+        """The results of this job's dependencies (only `job_ids` if given), in the order they
+        were given, each validated as `model` (a BaseModel or any type pydantic knows).
+
+        A dependency that did not succeed is left out if its edge's policy is `ignore`; under
+        `run` it raises `DependencyFailedError` (read `dependencies()` to handle failures).
+        """
+        return results_of(self.job_id, await self.dependencies(), model, job_ids)

@@ -1,11 +1,13 @@
 """Operator actions on jobs (cancel, requeue, fail), shared by the app, the CLI and the
-dashboard: one transaction changes the rows, queues the notices of requeued jobs and tells
+dashboard: one transaction changes the rows, settles the edges of cancelled or failed jobs
+(their dependents follow the edges' policies), queues the notices of requeued jobs and tells
 the workers running them to stop."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from polyqueue.dependencies import settle
 from polyqueue.notices import notice_message
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ async def control_jobs(
             rows = await store.job_cancel_many(job_ids, connection)
         else:
             rows = await store.job_fail_many(job_ids, reason, connection)
+        if action != "requeue" and rows:  # their dependents follow their edges' policies
+            await settle(runtime, [r["id"] for r in rows], connection)
         stopped = [str(r["id"]) for r in rows if r["worker_id"]]
         for chunk in range(0, len(stopped), _CANCEL_CHUNK):
             payload = ",".join(stopped[chunk : chunk + _CANCEL_CHUNK])

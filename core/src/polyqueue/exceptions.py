@@ -11,10 +11,15 @@ PolyqueueError
 ├── MigrationError                  the schema could not be brought up to date
 ├── StoreError                      the database refused or could not be reached
 │   ├── DatabaseUnavailableError    could not connect (bad URL, server down)
-│   └── JobNotFoundError            no job with that id
+│   ├── JobNotFoundError            no job with that id
+│   └── WorkflowNotFoundError       no workflow with that id
 ├── WorkerLoopError                 a worker's loop kept crashing: the worker stopped
 ├── JobTimeoutError                 `wait_for` gave up before the job finished
 ├── ResultUnavailableError          the job has no result: it has not succeeded
+│   └── DependencyFailedError       `ctx.results_of`: a dependency did not succeed
+├── WorkflowError                   a workflow or `depends_on` that cannot be enqueued
+│   ├── DependencyCycleError        nodes that wait for each other (field: nodes)
+│   └── DependencyNotFoundError     `depends_on` names jobs that do not exist (field: job_ids)
 └── BrokerError                     a broker failed (field: broker)
     ├── BrokerUnavailableError      the broker cannot be reached (retryable)
     └── UnsupportedCapabilityError  the broker does not offer what was asked
@@ -43,6 +48,9 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigurationError",
     "DatabaseUnavailableError",
+    "DependencyCycleError",
+    "DependencyFailedError",
+    "DependencyNotFoundError",
     "HandlerNotFoundError",
     "InvalidPayloadError",
     "JobNotFoundError",
@@ -59,6 +67,8 @@ __all__ = [
     "UnknownPluginError",
     "UnsupportedCapabilityError",
     "WorkerLoopError",
+    "WorkflowError",
+    "WorkflowNotFoundError",
 ]
 
 
@@ -127,6 +137,14 @@ class JobNotFoundError(StoreError):
         super().__init__(f"no job with id {job_id}")
 
 
+class WorkflowNotFoundError(StoreError):
+    """No workflow has that id."""
+
+    def __init__(self, workflow_id: int) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"no workflow with id {workflow_id}")
+
+
 class WorkerLoopError(PolyqueueError):
     """A loop of the worker kept crashing, so the worker stopped."""
 
@@ -150,6 +168,45 @@ class ResultUnavailableError(PolyqueueError):
         self.job_id = job_id
         self.status = status
         super().__init__(f"job {job_id} is {status}: only a succeeded job has a result")
+
+
+class DependencyFailedError(ResultUnavailableError):
+    """A dependency whose result was asked for did not succeed."""
+
+    def __init__(self, job_id: int, status: str, dependent: int) -> None:
+        self.dependent = dependent
+        super().__init__(job_id, status)
+        self.args = (
+            f"job {dependent} asked for the result of its dependency, job {job_id}, which is"
+            f" {status}: only a succeeded job has a result (read `ctx.dependencies()` to see"
+            " every dependency's outcome)",
+        )
+
+
+class WorkflowError(PolyqueueError):
+    """The workflow cannot be enqueued."""
+
+
+class DependencyCycleError(WorkflowError):
+    """Jobs of a workflow wait for each other in a cycle, so none of them could ever start."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        self.nodes = list(nodes)
+        super().__init__(
+            "the workflow's dependencies form a cycle, so none of these nodes could ever"
+            f" start: {', '.join(self.nodes)}"
+        )
+
+
+class DependencyNotFoundError(WorkflowError):
+    """`depends_on` names jobs that do not exist (never enqueued, or pruned)."""
+
+    def __init__(self, job_ids: Sequence[int]) -> None:
+        self.job_ids = sorted(job_ids)
+        super().__init__(
+            f"depends_on names jobs that do not exist: {', '.join(map(str, self.job_ids))}"
+            " (never enqueued, or pruned after they finished); nothing was enqueued"
+        )
 
 
 class BrokerError(PolyqueueError):

@@ -46,6 +46,8 @@ class MaintenanceReport:
     poisoned: list[int] = field(default_factory=list)
     timed_out: list[int] = field(default_factory=list)
     republished: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    """Dependents released by settling edges no outcome had settled."""
     pruned: int = 0
     pruned_workers: int = 0
     cron_jobs: list[int] = field(default_factory=list)
@@ -97,6 +99,7 @@ class Maintenance:
             await store.maintenance_guard(idle_timeout, connection)
             if recover:
                 messages += await self._recover(connection, report)
+            messages += await self._settle_dependencies(connection, report)
             messages += await self._republish(connection, report)
             report.pruned = await self._prune(connection)
             report.pruned_workers = await runtime.store.worker_prune(
@@ -138,6 +141,26 @@ class Maintenance:
         )
         report.timed_out = [row["id"] for row in expired]
         return [notice_message(r["id"], r["queue"], r["priority"]) for r in reclaimed]
+
+    async def _settle_dependencies(
+        self, connection: SqlExecutor, report: MaintenanceReport
+    ) -> list[Message]:
+        """Settle the edges of finished jobs that no outcome settled: failed here (poison,
+        time-out backstop), or left by a crash between an outcome and its settle."""
+        store = self._runtime.store
+        finished = await store.dependency_settle_stale(BATCH, connection)
+        if not finished:
+            return []
+        channel = self._runtime.producer.announce_channel
+        released = await store.dependency_settle(finished, connection, channel)
+        report.released = [r.id for r in released]
+        if channel is not None:  # the statement wrote their notices
+            return []
+        return [
+            notice_message(r.id, r.queue, r.priority)
+            for r in released
+            if r.status == "queued" and not r.held_back
+        ]
 
     async def _republish(self, connection: SqlExecutor, report: MaintenanceReport) -> list[Message]:
         if self._runtime.publisher.pending:

@@ -19,12 +19,14 @@ from polyqueue.exceptions import (
 from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from polyqueue.broker import Broker, Delivery
     from polyqueue.job import Outcome
     from polyqueue.store import JobStore
+    from polyqueue.store.jobstore import CompletedJobs
+    from polyqueue.store.records import ReleasedJob
 
 __all__ = ["OutcomeWriter"]
 
@@ -36,16 +38,24 @@ _Pending = tuple["Outcome", "Delivery | None", "asyncio.Future[bool]"]
 class OutcomeWriter:
     """Collects outcomes while the previous batch is being written, so one statement and one
     commit serve many jobs without adding latency. Acks follow the commit, never precede it.
+    The statement also settles the edges of finished jobs with dependents; `on_released` is
+    given the dependents it released once the commit is done (to publish their notices).
     """
 
     def __init__(
-        self, store: JobStore, broker: Broker, on_scheduled: Callable[[datetime], None]
+        self,
+        store: JobStore,
+        broker: Broker,
+        on_scheduled: Callable[[datetime], None],
+        on_released: Callable[[list[ReleasedJob]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
         colocation = broker.colocation(store.url, store.schema)
         self._acks_in_statement = colocation is not None and colocation.announce_channel is not None
+        self._announce_channel = colocation.announce_channel if colocation is not None else None
         self._on_scheduled = on_scheduled
+        self._on_released = on_released
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -142,18 +152,23 @@ class OutcomeWriter:
                 log.warning("database unavailable, retrying %d outcomes: %s", len(outcomes), exc)
                 await backoff.sleep()
                 continue
-            for run_at in rows.values():
+            for run_at in [*rows.values(), *(r.run_at for r in rows.released)]:
                 if run_at is not None:
                     self._on_scheduled(run_at)
+            if rows.released and self._on_released is not None:
+                await self._on_released(rows.released)
             return set(rows)
 
     async def _store_once(
         self, outcomes: list[Outcome], deliveries: list[Delivery]
-    ) -> dict[int, datetime | None]:
-        """One commit: the outcomes, and the acks too when the broker can join it."""
+    ) -> CompletedJobs:
+        """One commit: the outcomes (and the dependents they release), and the acks too when
+        the broker can join it."""
         if self._acks_in_statement:  # notices are rows of broker_messages: one statement
             receipts = [delivery.handle for delivery in deliveries]
-            return await self._store.job_complete_many(outcomes, receipts=receipts)
+            return await self._store.job_complete_many(
+                outcomes, receipts=receipts, announce_channel=self._announce_channel
+            )
         if not self._broker.capabilities.transactional_ack:
             return await self._store.job_complete_many(outcomes)
         async with self._store.transaction() as connection:

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from polyqueue.settings import PolyqueueSettings
     from polyqueue.store import InsertedJob, JobStore, SqlExecutor
 
-__all__ = ["MAX_UNIQUE_KEY_LENGTH", "EnqueueOptions", "Producer", "Unique", "payload_key"]
+__all__ = [
+    "MAX_UNIQUE_KEY_LENGTH",
+    "EnqueueOptions",
+    "Producer",
+    "Unique",
+    "notices_of",
+    "payload_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +51,11 @@ class EnqueueOptions:
     """Per-call options of `enqueue`, resolved against the handler's defaults."""
 
     __slots__ = (
+        "depends_on",
         "headers",
         "idempotency_key",
         "max_attempts",
+        "on_failure",
         "priority",
         "queue",
         "run_at",
@@ -66,6 +75,8 @@ class EnqueueOptions:
         headers: Mapping[str, str] | None = None,
         unique: Unique = None,
         unique_for: float | timedelta | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_failure: str = "cancel",
     ) -> None:
         if delay is not None and run_at is not None:
             raise ValueError("pass either delay or run_at, not both")
@@ -83,6 +94,27 @@ class EnqueueOptions:
         self.unique_for = _check_unique_for(unique_for, self.unique)
         if self.unique and idempotency_key is not None:
             raise InvalidPayloadError("pass either idempotency_key or unique, not both")
+        self.depends_on = _check_depends_on(depends_on, self.unique or idempotency_key)
+        self.on_failure = on_failure
+
+
+def _check_depends_on(depends_on: Sequence[int] | None, keyed: object) -> list[int] | None:
+    """None, or job ids (each once); not with a unique key or an idempotency key."""
+    if depends_on is None:
+        return None
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Sequence):
+        raise InvalidPayloadError(
+            f"depends_on must be a list of job ids, not {type(depends_on).__name__}"
+        )
+    for job_id in depends_on:
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise InvalidPayloadError(f"depends_on must hold job ids (int), not {job_id!r}")
+    if keyed:
+        raise InvalidPayloadError(
+            "depends_on cannot be combined with unique or idempotency_key: a waiting job"
+            " holds no key"
+        )
+    return list(dict.fromkeys(depends_on))
 
 
 def _check_max_attempts(value: int | None) -> int | None:
@@ -279,8 +311,24 @@ class Producer:
         await self._publisher.publish(_notices(inserted))
         return inserted
 
+    @property
+    def announce_channel(self) -> str | None:
+        """The channel of a broker whose notices are rows of `broker_messages` (statements
+        write them beside the jobs), else None."""
+        return self._announce_channel
+
     async def _insert_in(self, connection: SqlExecutor, jobs: NewJobs) -> list[InsertedJob]:
         inserted = await self._store.job_insert_many(jobs, connection)
+        await self.announce_in(connection, inserted)
+        return inserted
+
+    async def announce_in(self, connection: SqlExecutor, inserted: Sequence[InsertedJob]) -> None:
+        """Make the notices of `inserted` (written on `connection`, not committed yet) follow
+        the commit: published in the transaction by a transactional broker, else through the
+        outbox (`NOTIFY`, delivered on commit). Nothing to do when the statement that wrote
+        them wrote their notices too (`announce_channel`)."""
+        if self._announce_channel is not None:
+            return
         messages = _notices(inserted)
         if messages and self._broker.capabilities.transactional_publish:
             await self._broker.publish_in(connection, messages)
@@ -292,7 +340,6 @@ class Producer:
             for start in range(0, len(rows), _NOTIFY_CHUNK):
                 payload = json.dumps(rows[start : start + _NOTIFY_CHUNK])
                 await self._store.notify(self.outbox_channel, payload, connection)
-        return inserted
 
     async def relay_outbox(self, payload: str) -> None:
         """Publish the notices of jobs committed in a caller's transaction."""
@@ -313,6 +360,11 @@ def _created(inserted: Sequence[InsertedJob]) -> list[InsertedJob]:
         for row in inserted
         if row.created and row.status == "queued" and not row.held_back  # flow_claim starts those
     ]
+
+
+def notices_of(inserted: Sequence[InsertedJob]) -> list[Message]:
+    """The notices of the jobs of an insert that need one: created, queued, not held back."""
+    return _notices(inserted)
 
 
 def _notices(inserted: Sequence[InsertedJob]) -> list[Message]:

@@ -1,4 +1,4 @@
-"""The job state machine: the six statuses and the one table of allowed transitions."""
+"""The job state machine: the seven statuses and the one table of allowed transitions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ __all__ = ["FINISHED", "TRANSITIONS", "JobStatus", "is_allowed"]
 class JobStatus(enum.StrEnum):
     """Where a job is in its life. Only the SQL blocks annotated `-- transition:` move it."""
 
+    WAITING = "waiting"
+    """Waiting for its dependencies (`depends_on`, a workflow). The outcome of its last
+    dependency releases it to `queued` (or `scheduled`), or cancels it (a failed dependency
+    under the `cancel` policy)."""
     SCHEDULED = "scheduled"
     """Waiting for `run_at` (a delay, or a retry backoff). The scheduler moves it to `queued`."""
     QUEUED = "queued"
@@ -28,6 +32,10 @@ S = JobStatus
 
 TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
     {
+        (S.WAITING, S.QUEUED),  # its last dependency finished: released
+        (S.WAITING, S.SCHEDULED),  # released, with a run_at still ahead
+        (S.WAITING, S.CANCELLED),  # a dependency failed (policy `cancel`), or cancel
+        (S.WAITING, S.FAILED),  # failed by an operator
         (S.SCHEDULED, S.QUEUED),  # due: promoted by the scheduler
         (S.SCHEDULED, S.CANCELLED),  # cancel
         (S.SCHEDULED, S.FAILED),  # failed by an operator

@@ -13,6 +13,7 @@ from polyqueue.backoff import Backoff
 from polyqueue.broker import present
 from polyqueue.burst import BURST_RECEIVE_WAIT_SECONDS, jobs_ready
 from polyqueue.context import JobContext
+from polyqueue.dependencies import ring_released
 from polyqueue.deadlines import run_bounded, sleep_unless, wait_either, wait_tasks
 from polyqueue.exceptions import (
     BrokerError,
@@ -105,7 +106,12 @@ class Worker:
         self._scheduler = Scheduler(
             runtime.store, runtime.broker, runtime.publisher, settings.scheduler_interval
         )
-        self._writer = OutcomeWriter(runtime.store, runtime.broker, self._scheduler.wake_at)
+        self._writer = OutcomeWriter(
+            runtime.store,
+            runtime.broker,
+            self._scheduler.wake_at,
+            on_released=lambda released: ring_released(runtime, released),
+        )
         self._flow_channel = flow_channel(settings)
         self._control = Listener(
             runtime.database_url,

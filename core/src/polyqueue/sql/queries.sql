@@ -187,36 +187,135 @@ WHERE j.id IN (
 )
 {{claim_returning}};
 
+-- name: settle_dependents :fragment
+-- The CTEs that settle the edges of the jobs in the CTE `finished(id, status, result)` (jobs
+-- with dependents that just succeeded, failed or were cancelled), in the statement or the
+-- transaction that stores their outcome: each dependent still `waiting` counts down one per
+-- settled edge; a failed or cancelled dependency under the policy `cancel` cancels it, and
+-- so on down the `cancel` edges; the edge that brings it to 0 releases it (`queued`, or
+-- `scheduled` if its run_at is ahead; a chain step's payload becomes its dependency's
+-- result). Dependents are locked in id order, so concurrent outcomes never deadlock, and a
+-- concurrent settle of the same edge waits and finds it settled: a job is released once.
+-- `released` is what was queued, `held_back` those flow control starts; with a channel in
+-- $1 (the built-in `postgres` broker) the notices of the others are written and `woken`
+-- NOTIFYs once per queue.
+settled AS (
+    UPDATE {schema}.job_dependencies AS e
+    SET settled = true
+    FROM finished AS f
+    WHERE e.depends_on = f.id AND NOT e.settled
+    RETURNING e.job_id, e.depends_on, f.status, e.on_failure
+), doomed AS (
+    WITH RECURSIVE down (id) AS (
+        SELECT s.job_id FROM settled AS s
+        WHERE s.status <> 'succeeded' AND s.on_failure = 'cancel'
+        UNION
+        SELECT e.job_id
+        FROM down
+        JOIN {schema}.jobs AS w ON w.id = down.id AND w.status = 'waiting'
+        JOIN {schema}.job_dependencies AS e
+          ON e.depends_on = down.id AND e.on_failure = 'cancel' AND NOT e.settled
+    )
+    SELECT down.id FROM down JOIN {schema}.jobs AS w ON w.id = down.id AND w.status = 'waiting'
+), doomed_settled AS (
+    UPDATE {schema}.job_dependencies AS e
+    SET settled = true
+    FROM doomed AS d
+    WHERE e.depends_on = d.id AND NOT e.settled
+    RETURNING e.job_id, e.depends_on, 'cancelled'::text AS status, e.on_failure
+), tallies AS (
+    SELECT a.job_id AS id, count(*)::integer AS arrived,
+           min(a.depends_on) FILTER (WHERE a.status <> 'succeeded' AND a.on_failure = 'cancel')
+               AS culprit
+    FROM (SELECT * FROM settled UNION ALL SELECT * FROM doomed_settled) AS a
+    GROUP BY a.job_id
+), locked AS (
+    SELECT w.id FROM {schema}.jobs AS w
+    WHERE w.id IN (SELECT id FROM tallies) AND w.status IN ('waiting')
+    ORDER BY w.id
+    FOR UPDATE
+), changed AS (
+    UPDATE {schema}.jobs AS j
+    SET waiting_on = j.waiting_on - t.arrived,
+        status = (CASE
+            WHEN t.culprit IS NOT NULL THEN 'cancelled'
+            WHEN j.waiting_on - t.arrived > 0 THEN 'waiting'
+            WHEN j.run_at > now() THEN 'scheduled'
+            ELSE 'queued' END)::{schema}.job_status,
+        finished_at = CASE WHEN t.culprit IS NOT NULL THEN now() END,
+        error_type = CASE WHEN t.culprit IS NOT NULL THEN 'DependencyFailedError' END,
+        error_message = CASE WHEN t.culprit IS NOT NULL
+            THEN format('cancelled: its dependency, job %s, did not succeed', t.culprit) END,
+        notified_at = now(),
+        payload = CASE
+            WHEN j.payload_from IS NULL OR t.culprit IS NOT NULL OR j.waiting_on > t.arrived
+            THEN j.payload
+            ELSE coalesce((SELECT f.result FROM finished AS f WHERE f.id = j.payload_from),
+                          (SELECT p.result FROM {schema}.jobs AS p WHERE p.id = j.payload_from),
+                          'null'::jsonb) END
+    FROM tallies AS t
+    WHERE j.id = t.id AND j.id IN (SELECT id FROM locked) AND j.status = 'waiting'
+    RETURNING j.id, j.name, j.queue, j.priority, j.status, j.run_at
+), released AS (
+    SELECT c.id, c.name, c.queue, c.priority, c.status::text AS status, c.run_at,
+           NOT ({{claim_unrestrained}}) AS held_back
+    FROM changed AS c
+    WHERE c.status IN ('queued', 'scheduled')
+), released_notices AS (
+    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
+    SELECT r.queue, convert_to('{"job_id":' || r.id || '}', 'UTF8'), r.priority, now()
+    FROM released AS r
+    WHERE $1::text IS NOT NULL AND r.status = 'queued' AND NOT r.held_back
+    ORDER BY r.id
+    RETURNING queue
+), woken AS (
+    SELECT count(pg_notify($1, q.queue)) AS notices
+    FROM (SELECT DISTINCT queue FROM released_notices) AS q
+)
+
 -- name: job_complete_many :many
 -- Record many outcomes of running attempts; a row whose attempt moved on is left alone.
 -- A snoozed outcome ($9) is scheduled without using an attempt: `attempt_base` moves on, as
 -- for a give-back. With receipts in $10 and $11 (the built-in `postgres` broker beside the
 -- jobs), the same statement acks their notices as `message_delete_many` does: one commit.
+-- A finished job with dependents settles their edges in this statement (`settle_dependents`,
+-- channel $12): the rows with `released` true are the dependents it queued or scheduled.
 -- transition: running -> succeeded | failed | scheduled
 WITH acked AS (
     DELETE FROM {schema}.broker_messages AS m
     USING unnest($10::bigint[], $11::integer[]) AS r(id, deliveries)
     WHERE m.id = r.id AND m.deliveries = r.deliveries
-)
-UPDATE {schema}.jobs AS j
-SET status = o.status::{schema}.job_status,
-    result = coalesce(o.result::jsonb, j.result),
-    error_type = coalesce(o.error_type, j.error_type),
-    error_message = coalesce(o.error_message, j.error_message),
-    error_traceback = coalesce(o.error_traceback, j.error_traceback),
-    run_at = CASE WHEN o.status = 'scheduled'
-                  THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
-    attempt_base = j.attempt_base + (o.status = 'scheduled' AND o.snoozed)::integer,
-    finished_at = CASE WHEN o.status = 'scheduled' THEN NULL ELSE now() END,
-    worker_id = CASE WHEN o.status = 'scheduled' THEN NULL ELSE j.worker_id END,
-    timeout_at = NULL
-FROM unnest(
-    $1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::double precision[], $9::boolean[]
-) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay, snoozed)
-WHERE j.id = o.id AND j.attempt = o.attempt AND j.status IN ('running')
-  AND o.status IN ('succeeded', 'failed', 'scheduled')
-RETURNING j.id, j.status::text AS status, j.run_at;
+), completed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = o.status::{schema}.job_status,
+        result = coalesce(o.result::jsonb, j.result),
+        error_type = coalesce(o.error_type, j.error_type),
+        error_message = coalesce(o.error_message, j.error_message),
+        error_traceback = coalesce(o.error_traceback, j.error_traceback),
+        run_at = CASE WHEN o.status = 'scheduled'
+                      THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
+        attempt_base = j.attempt_base + (o.status = 'scheduled' AND o.snoozed)::integer,
+        finished_at = CASE WHEN o.status = 'scheduled' THEN NULL ELSE now() END,
+        worker_id = CASE WHEN o.status = 'scheduled' THEN NULL ELSE j.worker_id END,
+        timeout_at = NULL
+    FROM unnest(
+        $1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::double precision[], $9::boolean[]
+    ) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay, snoozed)
+    WHERE j.id = o.id AND j.attempt = o.attempt AND j.status IN ('running')
+      AND o.status IN ('succeeded', 'failed', 'scheduled')
+    RETURNING j.id, j.status, j.run_at, j.has_dependents,
+              CASE WHEN j.has_dependents THEN j.result END AS result
+), finished AS (
+    SELECT id, status::text AS status, result FROM completed
+    WHERE has_dependents AND status IN ('succeeded', 'failed')
+), {{settle_dependents +11}}
+SELECT c.id, c.status::text AS status, c.run_at, false AS released, NULL::text AS queue,
+       NULL::integer AS priority, false AS held_back, (SELECT notices FROM woken) AS woken
+FROM completed AS c
+UNION ALL
+SELECT r.id, r.status, r.run_at, true, r.queue, r.priority, r.held_back, 0
+FROM released AS r;
 
 -- name: job_release_many :many
 -- Give running attempts back at shutdown; a given-back attempt does not count.
@@ -277,10 +376,10 @@ SELECT id, status::text AS status FROM {schema}.jobs WHERE id = ANY($1::bigint[]
 
 -- name: job_cancel_many :many
 -- Cancel the unfinished jobs among $1; running workers are told on the cancel channel.
--- transition: scheduled, queued, running -> cancelled
+-- transition: waiting, scheduled, queued, running -> cancelled
 UPDATE {schema}.jobs
 SET status = 'cancelled', finished_at = now(), timeout_at = NULL
-WHERE id = ANY($1::bigint[]) AND status IN ('scheduled', 'queued', 'running')
+WHERE id = ANY($1::bigint[]) AND status IN ('waiting', 'scheduled', 'queued', 'running')
 RETURNING id, worker_id;
 
 -- name: job_requeue_many :many
@@ -300,11 +399,11 @@ RETURNING j.id, j.queue, j.priority, previous.worker_id;
 
 -- name: job_fail_many :many
 -- Fail the unfinished jobs among $1 by an operator's decision, with the reason $2.
--- transition: scheduled, queued, running -> failed
+-- transition: waiting, scheduled, queued, running -> failed
 UPDATE {schema}.jobs
 SET status = 'failed', finished_at = now(), timeout_at = NULL,
     error_type = 'FailedByOperator', error_message = $2, error_traceback = NULL
-WHERE id = ANY($1::bigint[]) AND status IN ('scheduled', 'queued', 'running')
+WHERE id = ANY($1::bigint[]) AND status IN ('waiting', 'scheduled', 'queued', 'running')
 RETURNING id, worker_id;
 
 -- name: job_find :many

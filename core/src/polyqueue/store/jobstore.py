@@ -19,7 +19,8 @@ from polyqueue.store.errors import CONNECTION_ERRORS, translate_errors
 from polyqueue.store.flow import FlowQueries
 from polyqueue.store.inspection import InspectionQueries
 from polyqueue.store.maintenance import MaintenanceQueries
-from polyqueue.store.records import InsertedJob, WorkerRegistration
+from polyqueue.store.workflows import WorkflowQueries, released_jobs
+from polyqueue.store.records import InsertedJob, ReleasedJob, WorkerRegistration
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -29,14 +30,21 @@ if TYPE_CHECKING:
 
     from polyqueue.store.records import SqlExecutor
 
-__all__ = ["JobStore", "describe_url"]
+__all__ = ["CompletedJobs", "JobStore", "describe_url"]
 
 log = logging.getLogger(__name__)
 
 _UNIQUE_TRIES = 3  # a unique insert again if the job holding a key went away meanwhile
 
 
-class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
+class CompletedJobs(dict[int, "datetime | None"]):
+    """What `job_complete_many` returns: each stored outcome's job id with its `run_at` if
+    it was scheduled, and the dependents the outcomes released."""
+
+    released: list[ReleasedJob]
+
+
+class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueries):
     """The authoritative state of every job and worker, in one PostgreSQL schema."""
 
     def __init__(
@@ -51,8 +59,11 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
         self.schema = schema
         self.options = options or ConnectionOptions()
         self.queries = load_queries("queries.sql", schema)
-        flow = load_queries("flow.sql", schema, fragments=claim_fragments(schema))
-        self._sql = {name: query.sql for name, query in {**self.queries, **flow}.items()}
+        fragments = claim_fragments(schema)
+        flow = load_queries("flow.sql", schema, fragments=fragments)
+        workflows = load_queries("workflows.sql", schema, fragments=fragments)
+        every = {**self.queries, **flow, **workflows}
+        self._sql = {name: query.sql for name, query in every.items()}
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
 
@@ -238,13 +249,15 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
         outcomes: Sequence[Outcome],
         executor: SqlExecutor | None = None,
         receipts: Sequence[tuple[int, int]] = (),
-    ) -> dict[int, datetime | None]:
+        announce_channel: str | None = None,
+    ) -> CompletedJobs:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
         fenced off), each with its `run_at` if it was scheduled (a retry or a snooze; a
-        snoozed outcome uses no attempt).
+        snoozed outcome uses no attempt), and in `released` the dependents these outcomes
+        released (their edges are settled in the same statement).
 
         `receipts` of the built-in `postgres` broker's deliveries are acked in the same
-        statement.
+        statement, and with `announce_channel` the released jobs' notices are written.
         """
         columns = (
             [o.job_id for o in outcomes],
@@ -259,9 +272,15 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries):
         )
         with translate_errors("record outcomes"):
             rows = await (executor or self.pool).fetch(
-                self._sql["job_complete_many"], *columns, *_unzip(receipts)
+                self._sql["job_complete_many"], *columns, *_unzip(receipts), announce_channel
             )
-        return {row["id"]: row["run_at"] if row["status"] == "scheduled" else None for row in rows}
+        completed = CompletedJobs(
+            (row["id"], row["run_at"] if row["status"] == "scheduled" else None)
+            for row in rows
+            if not row["released"]
+        )
+        completed.released = released_jobs([row for row in rows if row["released"]])
+        return completed
 
     async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
         """Give running attempts `(job_id, attempt)` back to the queue; return those released."""
