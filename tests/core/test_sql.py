@@ -22,7 +22,10 @@ from polyqueue.store import JobStore
 SCHEMA = "polyqueue"
 QUERIES = load_queries("queries.sql", SCHEMA)
 BROKER_QUERIES = load_queries("broker_postgres.sql", SCHEMA, fragments=claim_fragments(SCHEMA))
-STATUS_CHANGING = {name: q for name, q in {**QUERIES, **BROKER_QUERIES}.items() if q.targets}
+WORKFLOW_QUERIES = load_queries("workflows.sql", SCHEMA, fragments=claim_fragments(SCHEMA))
+STATUS_CHANGING = {
+    name: q for name, q in {**QUERIES, **BROKER_QUERIES, **WORKFLOW_QUERIES}.items() if q.targets
+}
 
 
 def store_methods() -> set[str]:
@@ -104,7 +107,7 @@ def test_job_blocks_that_do_not_declare_a_transition_do_not_set_status() -> None
 
 
 async def test_every_block_prepares_on_the_migrated_schema(db: asyncpg.Connection) -> None:
-    for sql_file in ("queries.sql", "broker_postgres.sql", "migrate.sql"):
+    for sql_file in ("queries.sql", "broker_postgres.sql", "migrate.sql", "workflows.sql"):
         queries = load_queries(sql_file, SCHEMA, fragments=claim_fragments(SCHEMA))
         for name, query in queries.items():
             if name == "migration_bootstrap":  # two statements: run below, not prepared
@@ -159,7 +162,33 @@ async def _arrange_notice(db: asyncpg.Connection, job_id: int, _target: str) -> 
     )
 
 
+DEPENDENCIES: dict[int, int] = {}  # a waiting job's dependency, for `dependency_settle`
+
+
+async def _arrange_dependency(db: asyncpg.Connection, job_id: int, target: str) -> None:
+    """Make `job_id` wait for a finished job: succeeded (released to `target`) or failed
+    (cancelled under the `cancel` policy)."""
+    finished = JobStatus.FAILED if target == "cancelled" else JobStatus.SUCCEEDED
+    dependency = await insert_job(db, finished)
+    DEPENDENCIES[job_id] = dependency
+    await db.execute("UPDATE polyqueue.jobs SET has_dependents = true WHERE id = $1;", dependency)
+    ahead = 3600.0 if target == "scheduled" else -1.0
+    await db.execute(
+        "UPDATE polyqueue.jobs SET waiting_on = 1, run_at = now() + make_interval(secs => $2)"
+        " WHERE id = $1",
+        job_id,
+        ahead,
+    )
+    await db.execute(
+        "INSERT INTO polyqueue.job_dependencies (job_id, depends_on, position, on_failure)"
+        " VALUES ($1, $2, 1, 'cancel')",
+        job_id,
+        dependency,
+    )
+
+
 ARRANGE = {
+    "dependency_settle": _arrange_dependency,
     "job_fail_poison": _arrange_poison,
     "job_expire_timeouts": _arrange_timeout,
     "message_receive_claiming": _arrange_notice,
@@ -189,6 +218,9 @@ DRIVERS = {
     "job_fail_poison": lambda store, db, job_id, target: store.job_fail_poison(3, 30, db),
     "job_expire_timeouts": lambda store, db, job_id, target: store.job_expire_timeouts(
         0.0, 0.0, 100, db
+    ),
+    "dependency_settle": lambda store, db, job_id, target: store.dependency_settle(
+        [DEPENDENCIES[job_id]], db
     ),
 }
 

@@ -1,6 +1,7 @@
 """Workflows in one process against real PostgreSQL: depends_on, chains, groups, chords,
 DAGs, failure policies, cancelling, bad input refused with nothing written. Fan-in across
-worker processes, a SIGKILLed worker and a PostgreSQL restart: tests/e2e/test_workflow_processes.py."""
+worker processes, a SIGKILLed worker and a PostgreSQL restart:
+tests/e2e/test_workflow_processes.py."""
 
 from __future__ import annotations
 
@@ -159,7 +160,7 @@ async def test_a_failure_cancels_its_dependents_transitively(make_app: AppFactor
 
 
 async def test_run_and_ignore_policies_let_the_dependent_run(make_app: AppFactory) -> None:
-    app, ran = workflow_app(make_app)
+    app, _ran = workflow_app(make_app)
     async with app:
         wf = app.workflow()
         bad = wf.add("wf.fail", Num(n=1))
@@ -271,7 +272,11 @@ async def test_a_cycle_is_refused_naming_its_nodes(make_app: AppFactory) -> None
         wf.link(c, a)
         with pytest.raises(DependencyCycleError) as caught:
             await wf.enqueue()
-        assert caught.value.nodes == ["node 0 (wf.double)", "node 1 (wf.double)", "node 2 (wf.double)"]
+        assert caught.value.nodes == [
+            "node 0 (wf.double)",
+            "node 1 (wf.double)",
+            "node 2 (wf.double)",
+        ]
         assert await count_jobs(app) == (0, 0, 0)
 
 
@@ -288,7 +293,7 @@ async def test_dangling_ids_are_refused_with_nothing_written(make_app: AppFactor
         with pytest.raises(DependencyNotFoundError):
             await app.enqueue("wf.double", Num(n=1), depends_on=[999_999_997])
         assert await count_jobs(app) == (1, 0, 0)
-        assert not (await app.get_job(real)).status is JobStatus.WAITING
+        assert (await app.get_job(real)).status is not JobStatus.WAITING
 
 
 async def test_an_unknown_handler_or_invalid_payload_in_a_node_writes_nothing(
@@ -299,7 +304,7 @@ async def test_an_unknown_handler_or_invalid_payload_in_a_node_writes_nothing(
         wf = app.workflow()
         a = wf.add("wf.double", Num(n=1))
         wf.add("wf.nope", {}, after=[a])
-        with pytest.raises(HandlerNotFoundError, match="wf.nope"):
+        with pytest.raises(HandlerNotFoundError, match=r"wf\.nope"):
             await wf.enqueue()
         wf = app.workflow()
         a = wf.add("wf.double", Num(n=1))

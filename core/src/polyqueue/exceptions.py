@@ -177,9 +177,11 @@ class DependencyFailedError(ResultUnavailableError):
         self.dependent = dependent
         super().__init__(job_id, status)
         self.args = (
-            f"job {dependent} asked for the result of its dependency, job {job_id}, which is"
-            f" {status}: only a succeeded job has a result (read `ctx.dependencies()` to see"
-            " every dependency's outcome)",
+            (
+                f"job {dependent} asked for the result of its dependency, job {job_id}, which is"
+                f" {status}: only a succeeded job has a result (read `ctx.dependencies()` to see"
+                " every dependency's outcome)"
+            ),
         )
 
 

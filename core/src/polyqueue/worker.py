@@ -13,8 +13,8 @@ from polyqueue.backoff import Backoff
 from polyqueue.broker import present
 from polyqueue.burst import BURST_RECEIVE_WAIT_SECONDS, jobs_ready
 from polyqueue.context import JobContext
-from polyqueue.dependencies import ring_released
 from polyqueue.deadlines import run_bounded, sleep_unless, wait_either, wait_tasks
+from polyqueue.dependencies import ring_released
 from polyqueue.exceptions import (
     BrokerError,
     HandlerNotFoundError,

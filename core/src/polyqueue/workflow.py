@@ -3,7 +3,6 @@ chord) and enqueued in one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -13,7 +12,7 @@ from polyqueue.producer import EnqueueOptions
 from polyqueue.store.records import NewWorkflow
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from datetime import datetime, timedelta
 
     from pydantic import BaseModel
@@ -44,7 +43,7 @@ def check_on_failure(policy: object) -> OnFailure:
     """`policy` if it is one of `cancel`, `run`, `ignore`; else `InvalidPayloadError`."""
     if policy not in ON_FAILURE:
         raise InvalidPayloadError(f"on_failure must be one of cancel, run, ignore; not {policy!r}")
-    return policy  # type: ignore[return-value]  # checked just above
+    return policy
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -136,7 +135,12 @@ class Workflow:
             headers=headers,
         )
         return self.add_with(
-            self._name_of(handler), payload, options, after, on_failure, payload_from
+            self._name_of(handler),
+            payload,
+            options,
+            after=after,
+            on_failure=on_failure,
+            payload_from=payload_from,
         )
 
     def add_with(
@@ -144,6 +148,7 @@ class Workflow:
         name: str,
         payload: BaseModel | Mapping[str, Any] | None,
         options: EnqueueOptions,
+        *,
         after: Sequence[Node | int | tuple[Node | int, OnFailure]] = (),
         on_failure: OnFailure | None = None,
         payload_from: Node | None = None,
@@ -224,7 +229,9 @@ class Workflow:
 
     def rows(self, producer: Producer) -> NewWorkflow:
         """The rows to insert: every payload validated, the graph checked for cycles."""
-        check_acyclic(self.nodes, [[n for n, _, _ in s.edges if n is not None] for s in self._specs])
+        check_acyclic(
+            self.nodes, [[n for n, _, _ in s.edges if n is not None] for s in self._specs]
+        )
         return rows_of(self._specs, producer, self.name, self.on_failure)
 
     def _edge(

@@ -3,7 +3,6 @@ app."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.control import control_jobs
@@ -16,6 +15,8 @@ from polyqueue.workflow import EnqueuedWorkflow, OnFailure, Workflow
 from polyqueue.workflow_state import WorkflowInfo, WorkflowSummary, read_workflow
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import pluggy
     from pydantic import BaseModel
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from polyqueue.store import InsertedJob, SqlExecutor
 
 __all__ = ["WorkflowClient"]
+
 
 class WorkflowClient:
     """Workflows of a started app (`Polyqueue` is one): jobs that wait for other jobs."""

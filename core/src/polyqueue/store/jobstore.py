@@ -19,8 +19,8 @@ from polyqueue.store.errors import CONNECTION_ERRORS, translate_errors
 from polyqueue.store.flow import FlowQueries
 from polyqueue.store.inspection import InspectionQueries
 from polyqueue.store.maintenance import MaintenanceQueries
-from polyqueue.store.workflows import WorkflowQueries, released_jobs
 from polyqueue.store.records import InsertedJob, ReleasedJob, WorkerRegistration
+from polyqueue.store.workflows import WorkflowQueries, released_jobs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

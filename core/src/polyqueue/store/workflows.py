@@ -80,8 +80,9 @@ class WorkflowQueries:
     async def workflow_get(self, workflow_id: int) -> tuple[Record, list[Record]]:
         """A workflow's row and its jobs; `WorkflowNotFoundError` if there is none."""
         with translate_errors("get workflow"):
-            async with self.pool.acquire() as connection, connection.transaction(
-                isolation="repeatable_read", readonly=True
+            async with (
+                self.pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
             ):
                 row = await connection.fetchrow(self._sql["workflow_get"], workflow_id)
                 jobs = await connection.fetch(self._sql["workflow_jobs"], workflow_id)
