@@ -153,6 +153,43 @@ async def test_inspect_jobs_filters_by_status_queue_name_and_since(env: dict[str
     assert datetime.fromisoformat(everything[0]["created_at"]) <= datetime.now(UTC)
 
 
+async def test_inspect_workflows_and_one_workflow(env: dict[str, str]) -> None:
+    async with started_app(env) as app:
+        wf = app.workflow("nightly")
+        first = wf.add("t.echo", Item(n=1))
+        second = wf.add("t.report", Item(n=2), after=[first])
+        third = wf.add("t.report", Item(n=3), after=[(second, "run")])
+        done = await wf.enqueue()
+
+    listed = as_json("inspect", "workflows", env=env)
+    shown = as_json("inspect", "workflow", str(done.id), env=env)
+    table = ok("inspect", "workflow", str(done.id), env=env)
+    listing = ok("inspect", "workflows", env=env)
+    missing = run_cli("inspect", "workflow", "999999", env=env)
+
+    assert listed == [
+        {
+            "id": done.id,
+            "name": "nightly",
+            "on_failure": "cancel",
+            "nodes": 3,
+            "created_at": listed[0]["created_at"],  # type: ignore[index]
+            "counts": {"queued": 1, "waiting": 2},
+            "status": "running",
+        }
+    ]
+    assert shown["status"] == "running"  # type: ignore[index]
+    nodes = shown["nodes"]  # type: ignore[index]
+    assert [(n["job_id"], n["status"], n["depends_on"], n["on_failure"]) for n in nodes] == [
+        (done[first], "queued", [], []),
+        (done[second], "waiting", [done[first]], ["cancel"]),
+        (done[third], "waiting", [done[second]], ["run"]),
+    ]
+    assert re.search(rf"{done[third]}\W+t\.report\W+waiting\W+0/3\W+{done[second]} \(run\)", table)
+    assert re.search(rf"{done.id}\W+nightly\W+running\W+3\W+2 waiting, 1 queued", listing)
+    assert "no workflow with id 999999" in assert_one_line_error(missing, 1)
+
+
 async def test_inspect_jobs_table_shows_the_rows(env: dict[str, str]) -> None:
     async with started_app(env) as app:
         job_id = await app.enqueue("t.report", Item(n=3))

@@ -1,4 +1,5 @@
-"""`polyqueue inspect stats|workers|jobs|limits`: read-only views of the job store."""
+"""`polyqueue inspect stats|workers|jobs|limits|workflows|workflow`: read-only views of the
+job store."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from polyqueue.cli.support import (
     plain,
     to_duration,
 )
+from polyqueue.cli.workflows import workflow, workflows
 from polyqueue.status import FINISHED
 
 if TYPE_CHECKING:
@@ -39,10 +41,12 @@ WIDE_HELP = "Never shorten cells to fit the terminal (as when stdout is not a te
 
 @click.group(short_help="Look at jobs, queues and workers (read-only).")
 def inspect() -> None:
-    """Read-only views of the job store: queue stats, workers, jobs, limits."""
+    """Read-only views of the job store: queue stats, workers, jobs, limits, workflows."""
 
 
 inspect.add_command(list_queues, name="limits")  # the same view as `polyqueue queue list`
+inspect.add_command(workflows)
+inspect.add_command(workflow)
 
 
 # -- stats --------------------------------------------------------------------------------------
