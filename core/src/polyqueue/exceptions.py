@@ -16,7 +16,8 @@ PolyqueueError
 ├── WorkerLoopError                 a worker's loop kept crashing: the worker stopped
 ├── JobTimeoutError                 `wait_for` gave up before the job finished
 ├── ResultUnavailableError          the job has no result: it has not succeeded
-│   └── DependencyFailedError       `ctx.results_of`: a dependency did not succeed
+│   └── DependencyFailedError       `ctx.results_of`: a dependency did not succeed (also
+│                                   a TerminalError: the job fails without retry)
 ├── WorkflowError                   a workflow or `depends_on` that cannot be enqueued
 │   ├── DependencyCycleError        nodes that wait for each other (field: nodes)
 │   └── DependencyNotFoundError     `depends_on` names jobs that do not exist (field: job_ids)
@@ -170,21 +171,6 @@ class ResultUnavailableError(PolyqueueError):
         super().__init__(f"job {job_id} is {status}: only a succeeded job has a result")
 
 
-class DependencyFailedError(ResultUnavailableError):
-    """A dependency whose result was asked for did not succeed."""
-
-    def __init__(self, job_id: int, status: str, dependent: int) -> None:
-        self.dependent = dependent
-        super().__init__(job_id, status)
-        self.args = (
-            (
-                f"job {dependent} asked for the result of its dependency, job {job_id}, which is"
-                f" {status}: only a succeeded job has a result (read `ctx.dependencies()` to see"
-                " every dependency's outcome)"
-            ),
-        )
-
-
 class WorkflowError(PolyqueueError):
     """The workflow cannot be enqueued."""
 
@@ -229,6 +215,22 @@ class UnsupportedCapabilityError(BrokerError):
 
 class TerminalError(Exception):
     """Raised by a handler to fail its job at once, without retry."""
+
+
+class DependencyFailedError(ResultUnavailableError, TerminalError):
+    """A dependency whose result was asked for did not succeed. Raised in a handler, it fails
+    the job at once (a `TerminalError` too): no retry can change a finished dependency."""
+
+    def __init__(self, job_id: int, status: str, dependent: int) -> None:
+        self.dependent = dependent
+        super().__init__(job_id, status)
+        self.args = (
+            (
+                f"job {dependent} asked for the result of its dependency, job {job_id}, which is"
+                f" {status}: only a succeeded job has a result (read `ctx.dependencies()` to see"
+                " every dependency's outcome)"
+            ),
+        )
 
 
 def _seconds(delay: float | timedelta, what: str) -> float:
