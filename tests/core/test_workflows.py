@@ -19,6 +19,7 @@ from polyqueue import (
     JobContext,
     Polyqueue,
     TerminalError,
+    WorkflowNotFoundError,
 )
 from polyqueue.status import JobStatus
 
@@ -350,3 +351,63 @@ async def test_a_ten_thousand_node_dag_in_one_call(make_app: AppFactory) -> None
         await app.run_until_idle(concurrency=50)
         total = sum(2 * i + 98 for i in range(100))
         assert await app.get_job_result(done.job_ids[-1]) == {"total": total}
+
+
+# -- operator actions, maintenance, pruning -----------------------------------------------
+
+
+async def test_cancelling_a_dependency_settles_its_dependents(make_app: AppFactory) -> None:
+    app, ran = workflow_app(make_app)
+    async with app:
+        slow = await app.enqueue("wf.double", Num(n=1), delay=3600)
+        other = await app.enqueue("wf.double", Num(n=2))
+        doomed = await app.enqueue("wf.double", Num(n=3), depends_on=[slow])
+        anyway = await app.enqueue("wf.report", {}, depends_on=[slow, other], on_failure="run")
+        assert await app.cancel(slow)
+        assert await status_of(app, doomed) is JobStatus.CANCELLED
+        assert await status_of(app, anyway) is JobStatus.WAITING  # `other` has not run yet
+        await app.run_until_idle()
+        assert await app.get_job_result(anyway) == [f"{slow}:cancelled", f"{other}:succeeded"]
+    assert "double 3" not in ran
+
+
+async def test_a_released_job_with_a_delay_still_ahead_is_scheduled(make_app: AppFactory) -> None:
+    app, _ = workflow_app(make_app)
+    async with app:
+        first = await app.enqueue("wf.double", Num(n=1))
+        later = await app.enqueue("wf.double", Num(n=2), depends_on=[first], delay=3600)
+        await app.run_until_idle()
+        assert await status_of(app, later) is JobStatus.SCHEDULED
+
+
+async def test_maintenance_settles_edges_an_outcome_left_behind(make_app: AppFactory) -> None:
+    """A dependency finished without settling its edges (failed by maintenance itself, or a
+    crash): the next maintenance round releases what it held."""
+    from polyqueue.maintenance import Maintenance  # noqa: PLC0415
+
+    app, _ = workflow_app(make_app)
+    async with app:
+        first = await app.enqueue("wf.double", Num(n=1), delay=3600)
+        second = await app.enqueue("wf.double", Num(n=2), depends_on=[first])
+        await app.store.pool.execute(
+            "UPDATE polyqueue.jobs SET status = 'succeeded', result = '{\"n\": 7}',"
+            " finished_at = now() WHERE id = $1",
+            first,
+        )
+        assert await status_of(app, second) is JobStatus.WAITING
+        report = await Maintenance(app.runtime).run_once()
+        assert report.released == [second]
+        assert await status_of(app, second) is JobStatus.QUEUED
+        assert (await Maintenance(app.runtime).run_once()).released == []  # settled once
+
+
+async def test_pruning_takes_edges_and_emptied_workflows_along(make_app: AppFactory) -> None:
+    app, _ = workflow_app(make_app)
+    async with app:
+        done = await app.chain("wf.double", Num(n=1), "wf.double")
+        await app.run_until_idle()
+        pruned = await app.store.job_prune(0.0, 0.0, 0.0, 100, app.store.pool)
+        assert pruned == 2
+        assert await count_jobs(app) == (0, 0, 0)
+        with pytest.raises(WorkflowNotFoundError, match=f"no workflow with id {done.id}"):
+            await app.get_workflow(done.id or 0)

@@ -564,7 +564,8 @@ RETURNING j.id, j.queue, j.priority;
 -- name: job_prune :one
 -- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds). The
 -- rows are locked and their status checked again as they are deleted, so a job an operator
--- requeued meanwhile is never deleted.
+-- requeued meanwhile is never deleted. The edges a deleted job waited on go with it, and a
+-- workflow with its last job.
 WITH doomed AS (
     SELECT id FROM {schema}.jobs
     WHERE (status = 'succeeded' AND finished_at < now() - make_interval(secs => $1))
@@ -578,7 +579,16 @@ WITH doomed AS (
       AND ((j.status = 'succeeded' AND j.finished_at < now() - make_interval(secs => $1))
         OR (j.status = 'failed' AND j.finished_at < now() - make_interval(secs => $2))
         OR (j.status = 'cancelled' AND j.finished_at < now() - make_interval(secs => $3)))
-    RETURNING 1
+    RETURNING j.id, j.workflow_id
+), edges AS (
+    DELETE FROM {schema}.job_dependencies AS e
+    WHERE e.job_id IN (SELECT id FROM deleted)
+), emptied AS (
+    DELETE FROM {schema}.workflows AS w
+    USING (SELECT workflow_id, count(*) AS jobs FROM deleted
+           WHERE workflow_id IS NOT NULL GROUP BY workflow_id) AS d
+    WHERE w.id = d.workflow_id
+      AND (SELECT count(*) FROM {schema}.jobs AS k WHERE k.workflow_id = w.id) = d.jobs
 )
 SELECT count(*) AS deleted FROM deleted;
 

@@ -47,8 +47,11 @@ def connection_lost(exc: BaseException) -> bool:
     a statement it refused (retrying the same call would fail the same way).
 
     A statement cancelled by `statement_timeout` (57014) counts: it is retried, never
-    turned into a job's outcome.
+    turned into a job's outcome. So does one the server rolled back to break a deadlock or a
+    serialization failure (40xxx): the same statement may pass when run again.
     """
+    if isinstance(exc, pg.TransactionRollbackError):  # 40xxx: a deadlock, a serialization
+        return True  # failure: the server rolled the statement back; the same call may pass
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, _CALLERS_MISTAKES)
 
 
