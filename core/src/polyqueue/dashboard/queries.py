@@ -1,0 +1,120 @@
+"""`DashboardQueries`: the dashboard's read-only SQL (`queries.sql`), one method per block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from polyqueue.sql import load_queries
+from polyqueue.store.errors import translate_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from asyncpg import Record
+
+    from polyqueue.store import JobStore
+
+__all__ = ["DashboardQueries", "JobFilters", "SearchPage"]
+
+SEARCH_WINDOW = 20_000
+"""Jobs a text search looks at per request: it reads their payload and error, so it is
+bounded; the page offers to search on from the oldest job it looked at."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilters:
+    """The filters of the jobs page; None (or empty) means "any"."""
+
+    statuses: tuple[str, ...] = ()
+    queue: str | None = None
+    name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    def arguments(self) -> tuple[object, ...]:
+        """The `job_filter` fragment's parameters $1..$5."""
+        return (list(self.statuses) or None, self.queue, self.name, self.since, self.until)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A page of text-search matches, and where the search stopped looking."""
+
+    rows: list[Record]
+    looked_until: int | None
+    """The oldest job id looked at, when older jobs remain to be searched; else None."""
+
+
+class DashboardQueries:
+    """The dashboard's queries on `store`'s pool (they never change a row)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._sql = {
+            name: query.sql
+            for name, query in load_queries("queries.sql", store.schema, __package__).items()
+        }
+
+    async def _fetch(self, name: str, *args: object) -> list[Record]:
+        with translate_errors(f"dashboard: {name.replace('_', ' ')}"):
+            rows: list[Record] = await self.store.pool.fetch(self._sql[name], *args)
+        return rows
+
+    async def status_counts(self) -> list[Record]:
+        """Jobs per queue and status."""
+        return await self._fetch("status_counts")
+
+    async def throughput(self, minutes: int) -> list[Record]:
+        """Succeeded and failed jobs per minute over the last `minutes`, by minutes ago."""
+        return await self._fetch("throughput", minutes)
+
+    async def running_jobs(self, limit: int) -> list[Record]:
+        """The most recently started running jobs."""
+        return await self._fetch("running_jobs", limit)
+
+    async def workers(self, limit: int) -> list[Record]:
+        """Registered workers, running ones first."""
+        return await self._fetch("workers", limit)
+
+    async def job_page(
+        self, filters: JobFilters, *, before: int | None, after: int | None, limit: int
+    ) -> list[Record]:
+        """Jobs matching `filters`, newest first, older than `before` or newer than `after`."""
+        rows = await self._fetch("job_page", *filters.arguments(), before, after, limit)
+        return rows[::-1] if after is not None else rows
+
+    async def job_search(self, filters: JobFilters, *, before: int | None, limit: int) -> SearchPage:
+        """Jobs matching `filters` whose error or payload contains `filters.text`, among
+        the `SEARCH_WINDOW` newest matching jobs older than `before`."""
+        text = (filters.text or "").lower()
+        rows = await self._fetch(
+            "job_search", *filters.arguments(), text, before, SEARCH_WINDOW, limit
+        )
+        *matches, last = rows
+        return SearchPage(matches, last["id"] if last["scanned"] else None)
+
+    async def job_live(self, job_ids: Sequence[int]) -> list[Record]:
+        """Status and progress of `job_ids`."""
+        return await self._fetch("job_live", list(job_ids))
+
+    async def queue_names(self) -> list[Record]:
+        """Every queue that has jobs, with queued, scheduled and running counts."""
+        return await self._fetch("queue_names")
+
+    async def cron_ledger(self) -> list[Record]:
+        """Every schedule that has fired, with its expression and last tick."""
+        return await self._fetch("cron_ledger")
+
+    async def jobs_by_key(self, keys: Sequence[str]) -> list[Record]:
+        """The jobs holding these idempotency keys."""
+        return await self._fetch("jobs_by_key", list(keys))
+
+    async def job_ids(self, filters: JobFilters, limit: int) -> list[int]:
+        """The newest `limit` job ids matching `filters` (text included, within the window)."""
+        if filters.text:
+            page = await self.job_search(filters, before=None, limit=limit)
+            return [row["id"] for row in page.rows]
+        return [row["id"] for row in await self._fetch("job_ids", *filters.arguments(), limit)]
