@@ -21,3 +21,47 @@ SELECT count(*) AS total,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
        count(*) FILTER (WHERE status = 'failed') AS failed
 FROM {schema}.jobs;
+
+-- name: dashboard_fill :exec
+-- $1 jobs for bench/dashboard.py in one statement: one every 0.6 s back from now (a week
+-- for a million), 8 queues, 20 handlers; 2% failed with an error, 1% cancelled, the newest
+-- 300 queued, running or scheduled, the rest succeeded with a result.
+INSERT INTO {schema}.jobs (
+    name, queue, status, payload, result, max_attempts, attempt, worker_id, created_at,
+    run_at, started_at, finished_at, error_type, error_message, error_traceback
+)
+SELECT 'bench.handler_' || (i % 20), 'q' || (i % 8), s.status::{schema}.job_status,
+       jsonb_build_object('user_id', i, 'email', 'user' || i || '@example.com',
+                          'items', jsonb_build_array(i % 7, i % 11)),
+       CASE WHEN s.status = 'succeeded' THEN jsonb_build_object('rows', i % 1000) END,
+       3, CASE WHEN s.status IN ('queued', 'scheduled') THEN 0 ELSE 1 END,
+       CASE WHEN s.status = 'running' THEN 'bench-worker' END,
+       t.created, t.created + CASE WHEN s.status = 'scheduled' THEN interval '1 hour'
+                                   ELSE interval '0' END,
+       CASE WHEN s.status IN ('queued', 'scheduled') THEN NULL ELSE t.created END,
+       CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled')
+            THEN t.created + interval '1 second' END,
+       CASE WHEN s.status = 'failed' THEN 'ValueError' END,
+       CASE WHEN s.status = 'failed' THEN 'invoice ' || i || ' has no customer' END,
+       CASE WHEN s.status = 'failed' THEN 'Traceback (most recent call last):' || chr(10) ||
+            '  File "billing.py", line 12, in charge' || chr(10) || 'ValueError' END
+FROM generate_series(1, $1) AS i,
+     LATERAL (SELECT now() - make_interval(secs => ($1 - i) * 0.6) AS created) AS t,
+     LATERAL (SELECT CASE WHEN i > $1 - 100 THEN 'queued'
+                          WHEN i > $1 - 150 THEN 'running'
+                          WHEN i > $1 - 300 THEN 'scheduled'
+                          WHEN i % 50 = 0 THEN 'failed'
+                          WHEN i % 97 = 0 THEN 'cancelled'
+                          ELSE 'succeeded' END AS status) AS s;
+
+-- name: dashboard_workers :exec
+-- Workers for bench/dashboard.py: one running (the running jobs' worker), $1 stopped.
+INSERT INTO {schema}.workers (id, hostname, pid, queues, concurrency, status, stopped_at)
+SELECT CASE WHEN i = 0 THEN 'bench-worker' ELSE 'bench-stopped-' || i END, 'bench-host',
+       1000 + i, ARRAY['q0', 'q1'], 10, CASE WHEN i = 0 THEN 'running' ELSE 'stopped' END,
+       CASE WHEN i = 0 THEN NULL ELSE now() END
+FROM generate_series(0, $1) AS i;
+
+-- name: dashboard_analyze :exec
+-- Fresh statistics and visibility map after the fill, as autovacuum would leave them.
+VACUUM ANALYZE {schema}.jobs;

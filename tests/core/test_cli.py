@@ -313,14 +313,14 @@ def test_help_lists_every_command_without_importing_them() -> None:
         "import sys; from click.testing import CliRunner; from polyqueue.cli import cli; "
         "result = CliRunner().invoke(cli, ['--help']); print(result.output); "
         "print(sorted(m for m in ('rich', 'polyqueue.app', 'polyqueue.cli.inspect', "
-        "'polyqueue.cli.admin', 'polyqueue.cli.db', 'polyqueue.cli.queue', "
+        "'polyqueue.cli.admin', 'polyqueue.cli.db', 'polyqueue.cli.queue', 'starlette', "
         "'polyqueue.cli.support', "
         "'polyqueue.demo', 'asyncpg') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
-    for command in ("admin", "db", "demo", "inspect", "migrate", "queue", "worker"):
+    for command in ("admin", "dashboard", "db", "demo", "inspect", "migrate", "queue", "worker"):
         assert f"  {command} " in result.stdout
     assert "See or stop the embedded PostgreSQL." in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,11 +1,12 @@
-"""The `polyqueue` command line: `demo`, `migrate`, `worker APP`, `inspect`, `admin`, `db`.
+"""The `polyqueue` command line: `demo`, `migrate`, `worker APP`, `inspect`, `admin`, `db`,
+`queue`, `dashboard`.
 
 Every command reports a `PolyqueueError` as one `error: ...` line on stderr with exit code 1,
 and bad usage (an APP that names no app, an invalid option value) as one such line with exit
 code 2, never as a traceback. Commands whose output is data take `--json`.
 
 One module per job: `commands` (the root group, `demo`, `migrate`, `worker`), `inspect`,
-`admin` and `db` (one command group each, imported only when run) and `support` (what
+`admin`, `db`, `queue` and `dashboard` (one command or group each, imported only when run) and `support` (what
 `inspect` and `admin` share).
 """
 

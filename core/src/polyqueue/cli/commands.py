@@ -1,8 +1,8 @@
 """The root `polyqueue` group and its own commands `demo`, `migrate` and `worker APP`.
 
 The group turns errors into one `error: ...` line (see the package docstring) and imports the
-groups of `LAZY_COMMANDS` (`inspect`, `admin`, `db`, `queue`: one module each in this package)
-only when one of them runs. A new command or group is added with `cli.add_command(...)`.
+groups of `LAZY_COMMANDS` (`inspect`, `admin`, `db`, `queue`, `dashboard`: one module each
+in this package) only when one of them runs. A new command or group is added with `cli.add_command(...)`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ LAZY_COMMANDS = {
     "inspect": ("polyqueue.cli.inspect:inspect", "Look at jobs, queues and workers (read-only)."),
     "admin": ("polyqueue.cli.admin:admin", "Requeue, fail or cancel jobs by id or by filter."),
     "db": ("polyqueue.cli.db:db", "See or stop the embedded PostgreSQL."),
+    "dashboard": (
+        "polyqueue.cli.dashboard:dashboard",
+        "Serve the web dashboard (needs polyqueue[dashboard]).",
+    ),
     "queue": (
         "polyqueue.cli.queue:queue",
         "Pause, resume and limit queues; list limits and paused queues.",

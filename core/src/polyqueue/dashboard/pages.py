@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from polyqueue.dashboard import params
 from polyqueue.dashboard.chart import MINUTES, per_minute, throughput_svg
-from polyqueue.dashboard.queries import SEARCH_WINDOW
+from polyqueue.dashboard.queries import COUNT_CAP, SEARCH_WINDOW
 from polyqueue.dashboard.state import dashboard_of
 from polyqueue.exceptions import JobNotFoundError
 
@@ -63,18 +63,38 @@ async def overview_data(dashboard: Dashboard) -> dict[str, Any]:
     queries = dashboard.queries
     counts = {(r["queue"], r["status"]): r["jobs"] for r in await queries.status_counts()}
     workers = await queries.workers(WORKERS_SHOWN)
+    capped = {status for (_, status), n in counts.items() if n > COUNT_CAP}
+    estimates = await queries.status_estimates() if capped else {}
     return {
         "statuses": params.STATUSES,
         "queues": sorted({queue for queue, _ in counts}),
-        "counts": counts,
+        "counts": {key: _count(n) for key, n in counts.items()},
         "totals": {
-            status: sum(n for (_, s), n in counts.items() if s == status)
+            status: _total(
+                sum(min(n, COUNT_CAP) for (_, s), n in counts.items() if s == status),
+                capped=status in capped,
+                estimate=estimates.get(status),
+            )
             for status in params.STATUSES
         },
         "chart": throughput_svg(per_minute(await queries.throughput(MINUTES))),
         "running": await queries.running_jobs(RUNNING_SHOWN),
         "workers_alive": sum(1 for w in workers if w["status"] == "running"),
     }
+
+
+def _count(jobs: int) -> str:
+    """A cell of the counts table: exact, or `10,000+` past the cap."""
+    return f"{COUNT_CAP:,}+" if jobs > COUNT_CAP else f"{jobs:,}"
+
+
+def _total(exact: int, *, capped: bool, estimate: int | None) -> str:
+    """A status's total: exact, or past the cap the planner's estimate (`≈ 950,000`)."""
+    if not capped:
+        return f"{exact:,}"
+    if estimate is not None and estimate > exact:
+        return f"≈ {estimate:,}"
+    return f"{exact:,}+"
 
 
 async def jobs(request: Request) -> Response:

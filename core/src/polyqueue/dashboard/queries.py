@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 
     from polyqueue.store import JobStore
 
-__all__ = ["DashboardQueries", "JobFilters", "SearchPage"]
+__all__ = ["COUNT_CAP", "SEARCH_WINDOW", "DashboardQueries", "JobFilters", "SearchPage"]
 
-SEARCH_WINDOW = 20_000
+COUNT_CAP = 10_000
+"""Counts per queue and status stop here ("10,000+"): an exact count of a million rows
+reads a million index entries, which no page can afford."""
+SEARCH_WINDOW = 10_000
 """Jobs a text search looks at per request: it reads their payload and error, so it is
 bounded; the page offers to search on from the oldest job it looked at."""
 
@@ -63,9 +66,21 @@ class DashboardQueries:
             rows: list[Record] = await self.store.pool.fetch(self._sql[name], *args)
         return rows
 
+    async def _filtered(self, name: str, *args: object) -> list[Record]:
+        """`name`'s rows, planned for these parameters (see `custom_plans`)."""
+        with translate_errors(f"dashboard: {name.replace('_', ' ')}"):
+            async with self.store.pool.acquire() as connection, connection.transaction():
+                await connection.execute(self._sql["custom_plans"])
+                rows: list[Record] = await connection.fetch(self._sql[name], *args)
+        return rows
+
     async def status_counts(self) -> list[Record]:
-        """Jobs per queue and status."""
-        return await self._fetch("status_counts")
+        """Jobs per queue and status, each counted up to `COUNT_CAP` + 1."""
+        return await self._fetch("status_counts", COUNT_CAP)
+
+    async def status_estimates(self) -> dict[str, int]:
+        """The planner's estimate of the jobs in each status (as of the last ANALYZE)."""
+        return {row["status"]: row["jobs"] for row in await self._fetch("status_estimates")}
 
     async def throughput(self, minutes: int) -> list[Record]:
         """Succeeded and failed jobs per minute over the last `minutes`, by minutes ago."""
@@ -83,14 +98,16 @@ class DashboardQueries:
         self, filters: JobFilters, *, before: int | None, after: int | None, limit: int
     ) -> list[Record]:
         """Jobs matching `filters`, newest first, older than `before` or newer than `after`."""
-        rows = await self._fetch("job_page", *filters.arguments(), before, after, limit)
-        return rows[::-1] if after is not None else rows
+        if after is not None:
+            rows = await self._filtered("job_page_newer", *filters.arguments(), after, limit)
+            return rows[::-1]
+        return await self._filtered("job_page_older", *filters.arguments(), before, limit)
 
     async def job_search(self, filters: JobFilters, *, before: int | None, limit: int) -> SearchPage:
         """Jobs matching `filters` whose error or payload contains `filters.text`, among
         the `SEARCH_WINDOW` newest matching jobs older than `before`."""
         text = (filters.text or "").lower()
-        rows = await self._fetch(
+        rows = await self._filtered(
             "job_search", *filters.arguments(), text, before, SEARCH_WINDOW, limit
         )
         *matches, last = rows
@@ -117,4 +134,4 @@ class DashboardQueries:
         if filters.text:
             page = await self.job_search(filters, before=None, limit=limit)
             return [row["id"] for row in page.rows]
-        return [row["id"] for row in await self._fetch("job_ids", *filters.arguments(), limit)]
+        return [row["id"] for row in await self._filtered("job_ids", *filters.arguments(), limit)]

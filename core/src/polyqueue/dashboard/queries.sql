@@ -2,11 +2,45 @@
 -- pages read at most a page of rows, counts come from indexes (migration 0007), and text
 -- search reads a bounded window of rows (`job_search`).
 
+-- name: status_queue_pairs :fragment
+-- Every (status, queue) pair that has jobs: a skip scan of the (status, queue) index, one
+-- index probe per pair instead of a scan of the table.
+WITH RECURSIVE pairs AS (
+    (SELECT status, queue FROM {schema}.jobs ORDER BY status, queue LIMIT 1)
+    UNION ALL
+    SELECT next.status, next.queue
+    FROM pairs, LATERAL (
+        SELECT status, queue FROM {schema}.jobs
+        WHERE (status, queue) > (pairs.status, pairs.queue)
+        ORDER BY status, queue
+        LIMIT 1
+    ) AS next
+)
+
 -- name: status_counts :many
--- Jobs per queue and status.
-SELECT queue, status::text AS status, count(*) AS jobs
-FROM {schema}.jobs
-GROUP BY queue, status;
+-- Jobs per queue and status, each counted up to $1 + 1 (more means "over $1"): the count
+-- reads at most that many index entries, however big the table.
+{{status_queue_pairs}}
+SELECT p.queue, p.status::text AS status, c.jobs
+FROM pairs AS p, LATERAL (
+    SELECT count(*) AS jobs FROM (
+        SELECT FROM {schema}.jobs AS j
+        WHERE j.status = p.status AND j.queue = p.queue
+        LIMIT $1 + 1
+    ) AS capped
+) AS c;
+
+-- name: status_estimates :many
+-- The planner's estimate of the jobs in each status (from the last ANALYZE), for totals
+-- over the counts' cap.
+SELECT v.status, round(v.freq * greatest(c.reltuples, 0))::bigint AS jobs
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_stats AS s
+  ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'status'
+CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[], s.most_common_freqs)
+    AS v(status, freq)
+WHERE c.oid = '{schema}.jobs'::regclass;
 
 -- name: throughput :many
 -- Jobs finished in each of the last $1 minutes: succeeded and failed, by minutes ago.
@@ -39,46 +73,69 @@ LIMIT $1;
 
 -- name: job_filter :fragment
 -- The filters of the jobs page: statuses, queue, handler, created in [since, until).
-    ($1::text[] IS NULL OR status::text = ANY($1::text[]))
+    ($1::{schema}.job_status[] IS NULL OR status = ANY($1::{schema}.job_status[]))
 AND ($2::text IS NULL OR queue = $2)
 AND ($3::text IS NULL OR name = $3)
 AND ($4::timestamptz IS NULL OR created_at >= $4)
 AND ($5::timestamptz IS NULL OR created_at < $5)
 
--- name: job_page :many
--- One page of jobs matching the filters, newest first, older than id $6 (if given) or
--- newer than id $7 (then oldest first: the caller reverses); at most $8 rows.
-SELECT id, name, queue, status::text AS status, attempt, max_attempts, created_at,
-       finished_at, error_type, error_message, progress
+-- name: job_columns :fragment
+-- What the jobs page shows of a job.
+id, name, queue, status::text AS status, attempt, max_attempts, created_at, finished_at,
+error_type, error_message, progress
+
+-- name: job_page_older :many
+-- One page of jobs matching the filters, newest first (created_at, then id), older than job
+-- $6 (if given); at most $7 rows. Walks the (created_at, id) index backwards and stops at $7.
+SELECT {{job_columns}}
 FROM {schema}.jobs
 WHERE {{job_filter}}
-  AND ($6::bigint IS NULL OR id < $6)
-  AND ($7::bigint IS NULL OR id > $7)
-ORDER BY CASE WHEN $7::bigint IS NULL THEN -id ELSE id END
-LIMIT $8;
+  AND ($6::bigint IS NULL
+       OR (created_at, id) < (SELECT c.created_at, c.id FROM {schema}.jobs AS c WHERE c.id = $6))
+ORDER BY created_at DESC, id DESC
+LIMIT $7;
+
+-- name: job_page_newer :many
+-- One page of jobs matching the filters newer than job $6, oldest first (the caller reverses
+-- them); at most $7 rows.
+SELECT {{job_columns}}
+FROM {schema}.jobs
+WHERE {{job_filter}}
+  AND (created_at, id) > (SELECT c.created_at, c.id FROM {schema}.jobs AS c WHERE c.id = $6)
+ORDER BY created_at, id
+LIMIT $7;
+
+-- name: custom_plans :exec
+-- Plan each statement of this transaction for its parameters: a generic plan cannot drop the
+-- filters that are not given (`$2 IS NULL OR queue = $2`), and would scan the table.
+SET LOCAL plan_cache_mode = force_custom_plan;
 
 -- name: job_search :many
 -- Text search ($6, lowercase) in the error or the payload among the newest $8 jobs that match
--- the filters and are older than id $7: the matches (at most $9), and one last row whose id
--- is the oldest job looked at (`scanned` true), so the caller can search on from there.
+-- the filters and are older than job $7: the matches (at most $9), newest first, and one last
+-- row: the oldest job looked at, `scanned` true if the window was full (search on from it).
 WITH looked AS (
-    SELECT id FROM {schema}.jobs
-    WHERE {{job_filter}} AND ($7::bigint IS NULL OR id < $7)
-    ORDER BY id DESC
+    SELECT id, created_at AS looked_at FROM {schema}.jobs
+    WHERE {{job_filter}}
+      AND ($7::bigint IS NULL
+           OR (created_at, id) < (SELECT c.created_at, c.id FROM {schema}.jobs AS c
+                                  WHERE c.id = $7))
+    ORDER BY created_at DESC, id DESC
     LIMIT $8
 ), matches AS (
-    SELECT j.id, j.name, j.queue, j.status::text AS status, j.attempt, j.max_attempts,
-           j.created_at, j.finished_at, j.error_type, j.error_message, j.progress,
-           false AS scanned
+    SELECT {{job_columns}}, false AS scanned
     FROM {schema}.jobs AS j JOIN looked USING (id)
     WHERE strpos(lower(coalesce(j.error_message, '') || ' ' || coalesce(j.error_type, '')), $6) > 0
        OR strpos(lower(j.payload::text), $6) > 0
-    ORDER BY j.id DESC
+    ORDER BY j.created_at DESC, j.id DESC
     LIMIT $9
+), last_looked AS (
+    SELECT id FROM looked ORDER BY looked_at, id LIMIT 1
 )
 SELECT * FROM matches
 UNION ALL
-SELECT min(id), '', '', '', 0, 0, NULL, NULL, NULL, NULL, NULL, count(*) = $8 FROM looked;
+SELECT (SELECT id FROM last_looked), '', '', '', 0, 0, NULL, NULL, NULL, NULL, NULL,
+       (SELECT count(*) FROM looked) = $8;
 
 -- name: job_live :many
 -- Status and progress of the jobs $1 (the rows a page shows).
@@ -87,19 +144,9 @@ FROM {schema}.jobs
 WHERE id = ANY($1::bigint[]);
 
 -- name: queue_names :many
--- Every queue that has jobs, with its queued and running counts: a skip scan of the
--- (status, queue) index, one index probe per distinct pair instead of a scan of the table.
-WITH RECURSIVE pairs AS (
-    (SELECT status, queue FROM {schema}.jobs ORDER BY status, queue LIMIT 1)
-    UNION ALL
-    SELECT next.status, next.queue
-    FROM pairs, LATERAL (
-        SELECT status, queue FROM {schema}.jobs
-        WHERE (status, queue) > (pairs.status, pairs.queue)
-        ORDER BY status, queue
-        LIMIT 1
-    ) AS next
-)
+-- Every queue that has jobs, with its queued, scheduled and running counts and the age of
+-- its oldest queued job (the partial indexes of those statuses answer each).
+{{status_queue_pairs}}
 SELECT q.queue,
        (SELECT count(*) FROM {schema}.jobs AS j
         WHERE j.status = 'queued' AND j.queue = q.queue) AS queued,
@@ -124,4 +171,4 @@ WHERE idempotency_key = ANY($1::text[]);
 
 -- name: job_ids :many
 -- The ids of the newest $6 jobs matching the filters (a bulk action on a filter).
-SELECT id FROM {schema}.jobs WHERE {{job_filter}} ORDER BY id DESC LIMIT $6;
+SELECT id FROM {schema}.jobs WHERE {{job_filter}} ORDER BY created_at DESC, id DESC LIMIT $6;

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS {schema}.jobs_finished_badly;
+DROP INDEX IF EXISTS {schema}.jobs_created_at_id;
