@@ -46,7 +46,10 @@ def pages(last: int) -> list[tuple[str, str]]:
         ("jobs, created 3-2 days ago, state failed", "/jobs?since=3d&until=2d&status=failed"),
         ("jobs, text in error (rare)", f"/jobs?q=invoice+{failed}+has"),
         ("jobs, text in payload (common)", "/jobs?q=example.com"),
-        ("jobs, live update of 50 rows", "/live/jobs?" + "&".join(f"id={last - i}" for i in range(50))),
+        (
+            "jobs, live update of 50 rows",
+            "/live/jobs?" + "&".join(f"id={last - i}" for i in range(50)),
+        ),
         ("a job", f"/jobs/{failed}"),
         ("workers", "/workers"),
         ("queues", "/queues"),
@@ -64,7 +67,7 @@ async def time_pages(client: httpx.AsyncClient, last: int, requests: int) -> dic
             started = time.perf_counter()
             response = await client.get(path)
             samples.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:  # noqa: PLR2004
+            if response.status_code != 200:
                 raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
         medians[label] = statistics.median(samples)
     return medians

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect, sync_playwright
 from pydantic import BaseModel
 
 from polyqueue import JobContext, Polyqueue, TerminalError
@@ -67,10 +68,6 @@ def browser(polyqueue_database_url: str) -> Iterator[Any]:
 
     Playwright's sync API marks the main thread's loop as running while it is started, so
     the module's database, which `asyncio.run` creates, is made first (hence the fixture)."""
-    from playwright.sync_api import sync_playwright
-
-    from playwright.sync_api import expect
-
     ensure_chromium()
     expect.set_options(timeout=15_000)  # a deadline for each condition, not a pause
     playwright = sync_playwright().start()
@@ -219,5 +216,3 @@ def page(browser: Any) -> Iterator[Any]:
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
-
-

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from polyqueue.dashboard import TokenAuth
+
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 pytestmark = pytest.mark.timeout(180)
@@ -86,7 +88,9 @@ def test_cancel_a_running_job(stack: Any, page: Any, tmp_path: Path) -> None:
     expect(page.locator("#running")).to_contain_text("No job is running")
 
 
-def test_pause_a_queue_and_see_workers_leave_it_alone(stack: Any, page: Any, tmp_path: Path) -> None:
+def test_pause_a_queue_and_see_workers_leave_it_alone(
+    stack: Any, page: Any, tmp_path: Path
+) -> None:
     stack.start_worker()
     first = stack.enqueue("mail.send", {"to": "a@example.com"})
     page.goto(stack.url + "/queues")
@@ -146,9 +150,7 @@ def test_bulk_retry_of_a_selection(stack: Any, page: Any) -> None:
 
 
 def test_a_token_protected_dashboard_asks_to_log_in(stack_factory: Any, page: Any) -> None:
-    from polyqueue.dashboard import TokenAuth
-
-    token = "correct-horse-battery-staple"
+    token = "correct-horse-battery-staple"  # noqa: S105 -- the test's own
     stack = stack_factory(auth=TokenAuth(token))
     page.goto(stack.url + "/jobs")
     expect(page).to_have_url(re.compile(r"/login$"))

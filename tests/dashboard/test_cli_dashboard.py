@@ -15,7 +15,7 @@ import pytest
 from polyqueue.testing.processes import free_port, wait_listening
 
 POLYQUEUE = Path(sys.executable).parent / "polyqueue"
-TOKEN = "a-token-of-sixteen-or-more"
+TOKEN = "a-token-of-sixteen-or-more"  # noqa: S105 -- the tests' own
 
 
 def env_with(database_url: str, **extra: str) -> dict[str, str]:
@@ -24,7 +24,9 @@ def env_with(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7"])  # noqa: S104
-def test_a_public_host_without_auth_refuses_to_start(host: str, polyqueue_database_url: str) -> None:
+def test_a_public_host_without_auth_refuses_to_start(
+    host: str, polyqueue_database_url: str
+) -> None:
     result = subprocess.run(
         [str(POLYQUEUE), "dashboard", "--host", host, "--port", "1"],
         env=env_with(polyqueue_database_url),
@@ -42,7 +44,7 @@ def test_a_public_host_without_auth_refuses_to_start(host: str, polyqueue_databa
 def test_a_short_token_is_refused_naming_the_variable(polyqueue_database_url: str) -> None:
     result = subprocess.run(
         [str(POLYQUEUE), "dashboard", "--host", "0.0.0.0"],  # noqa: S104
-        env=env_with(polyqueue_database_url, POLYQUEUE_DASHBOARD_TOKEN="short"),
+        env=env_with(polyqueue_database_url, POLYQUEUE_DASHBOARD_TOKEN="short"),  # noqa: S106
         capture_output=True,
         text=True,
         timeout=60,
@@ -66,7 +68,7 @@ def test_it_serves_with_a_token_and_stops_on_sigint(polyqueue_database_url: str)
             assert refused.value.code == 401
             refused.value.close()
             request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
-            with urllib.request.urlopen(request, timeout=10) as page:
+            with urllib.request.urlopen(request, timeout=10) as page:  # noqa: S310
                 assert page.status == 200
                 assert "read-only" in page.read().decode()
         finally:

@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from polyqueue import Polyqueue, TerminalError
 from polyqueue.dashboard import BasicAuth, TokenAuth, check_exposure, create_app
 from polyqueue.exceptions import ConfigurationError
 
-TOKEN = "a-token-of-sixteen-or-more"
+TOKEN = "a-token-of-sixteen-or-more"  # noqa: S105 -- the tests' own
 
 Client = Callable[..., Any]
 
@@ -40,10 +42,10 @@ def build(make_app: Callable[..., Polyqueue]) -> Polyqueue:
 
 
 @pytest.fixture
-async def app(make_app: Callable[..., Polyqueue]) -> AsyncIterator[Polyqueue]:
+async def app(make_app: Callable[..., Polyqueue]) -> Polyqueue:
     queue = build(make_app)
     await queue.start()
-    yield queue
+    return queue
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ async def client(app: Polyqueue) -> AsyncIterator[Client]:
     opened: list[httpx.AsyncClient] = []
 
     async def open_client(**options: Any) -> httpx.AsyncClient:
-        site = create_app(app, **options)
+        site = create_app(options.pop("app", app), **options)
         transport = httpx.ASGITransport(app=site, raise_app_exceptions=True)
         http = httpx.AsyncClient(
             transport=transport, base_url="http://dash", headers={"accept": "text/html"}
@@ -142,9 +144,7 @@ async def test_a_post_without_the_csrf_token_is_refused(app: Polyqueue, client: 
     http = await client()
     token = await csrf_of(http, f"/jobs/{job_id}")
     missing = await http.post(f"/jobs/{job_id}/action", data={"action": "cancel"})
-    forged = await http.post(
-        f"/jobs/{job_id}/action", data={"action": "cancel", "csrf": "0" * 64}
-    )
+    forged = await http.post(f"/jobs/{job_id}/action", data={"action": "cancel", "csrf": "0" * 64})
     assert missing.status_code == forged.status_code == 403
     assert "CSRF" in missing.text
     stranger = await client()  # another browser: its own cookie, so this token is not its
@@ -265,3 +265,53 @@ async def test_live_endpoints_return_fragments(app: Polyqueue, client: Client) -
     assert "queued" in detail["job-detail"]
     assert "workers" in (await http.get("/live/workers")).json()["fragments"]
     assert "reports" in (await http.get("/live/queues")).json()["fragments"]["queues"]
+
+
+async def test_a_job_shows_every_attempt(
+    make_app: Callable[..., Polyqueue], client: Client
+) -> None:
+    app = make_app()
+    calls: list[int] = []
+
+    @app.register("flaky.sync", queue="flaky", max_attempts=3)
+    async def flaky(payload: Report) -> dict[str, int]:
+        calls.append(payload.pages)
+        if len(calls) < 3:
+            raise RuntimeError(f"upstream timed out, call {len(calls)}")
+        return {"calls": len(calls)}
+
+    await app.start()
+    job_id = await app.enqueue("flaky.sync", {"pages": 1})
+    await app.run_until_idle()
+    assert (await app.get_job(job_id)).status == "succeeded"
+    http = await client(app=app)
+    page = (await http.get(f"/jobs/{job_id}")).text
+    attempts = page[page.index("<h2>Attempts</h2>") : page.index("<h2>Timeline</h2>")]
+    assert attempts.count("<tr><td>") == 3
+    assert "upstream timed out, call 1" in attempts
+    assert "upstream timed out, call 2" in attempts
+    assert "s-succeeded" in attempts
+    assert "attempt 2 failed: RuntimeError" in page
+
+
+async def test_mounted_under_a_path_its_links_and_cookies_stay_under_it(
+    app: Polyqueue,
+) -> None:
+    job_id = await app.enqueue("reports.build", {"pages": 1})
+    host = Starlette(routes=[Mount("/ops/queue", create_app(app))])
+    transport = httpx.ASGITransport(app=host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
+        page = await http.get("/ops/queue/jobs")
+        assert page.status_code == 200
+        assert f'href="/ops/queue/jobs/{job_id}"' in page.text
+        assert 'href="/ops/queue/static/dashboard.css"' in page.text
+        assert "Path=/ops/queue" in page.headers["set-cookie"]
+        assert (await http.get("/ops/queue/static/dashboard.js")).status_code == 200
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert token
+        done = await http.post(
+            f"/ops/queue/jobs/{job_id}/action", data={"action": "cancel", "csrf": token[1]}
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/ops/queue/jobs/{job_id}"
+    assert (await app.get_job(job_id)).status == "cancelled"

@@ -6,7 +6,8 @@ and bad usage (an APP that names no app, an invalid option value) as one such li
 code 2, never as a traceback. Commands whose output is data take `--json`.
 
 One module per job: `commands` (the root group, `demo`, `migrate`, `worker`), `inspect`,
-`admin`, `db`, `queue` and `dashboard` (one command or group each, imported only when run) and `support` (what
+`admin`, `db`, `queue` and `dashboard` (one command or group each, imported only when
+run) and `support` (what
 `inspect` and `admin` share).
 """
 

@@ -2,7 +2,8 @@
 
 The group turns errors into one `error: ...` line (see the package docstring) and imports the
 groups of `LAZY_COMMANDS` (`inspect`, `admin`, `db`, `queue`, `dashboard`: one module each
-in this package) only when one of them runs. A new command or group is added with `cli.add_command(...)`.
+in this package) only when one of them runs. A new command or group is added with
+`cli.add_command(...)`.
 """
 
 from __future__ import annotations

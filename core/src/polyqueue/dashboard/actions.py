@@ -86,7 +86,9 @@ async def jobs_action(request: Request) -> RedirectResponse:
     changed = await control_jobs(dashboard.app.runtime, action, ids, REASON)
     back = [(key, str(item)) for key, item in form.multi_items() if key in params.FILTER_KEYS]
     query = urlencode([(k, v) for k, v in back if v])
-    return _back(request, "/jobs" + (f"?{query}" if query else ""), _summary(action, len(ids), changed))
+    return _back(
+        request, "/jobs" + (f"?{query}" if query else ""), _summary(action, len(ids), changed)
+    )
 
 
 async def queue_action(request: Request) -> RedirectResponse:

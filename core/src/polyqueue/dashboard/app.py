@@ -20,8 +20,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from polyqueue.dashboard import actions, live, pages
-from polyqueue.dashboard.login import login_form, login_submit, logout
 from polyqueue.dashboard.forms import read_form
+from polyqueue.dashboard.login import login_form, login_submit, logout
 from polyqueue.dashboard.security import CSRF_COOKIE, Signer, TokenAuth, authenticated
 from polyqueue.dashboard.state import Dashboard, cookie_path, dashboard_of
 from polyqueue.exceptions import PolyqueueError
@@ -113,7 +113,9 @@ async def guard(request: Request, call_next: RequestResponseEndpoint) -> Respons
     path = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/"))
     nonce = request.cookies.get(CSRF_COOKIE)
     request.state.csrf_nonce = nonce or dashboard.signer.nonce()
-    if not path.startswith(_PUBLIC) and not authenticated(request, dashboard.auth, dashboard.signer):
+    if not path.startswith(_PUBLIC) and not authenticated(
+        request, dashboard.auth, dashboard.signer
+    ):
         response = _unauthenticated(request, dashboard, path)
     elif request.method == "POST" and (refusal := await _refuse_write(request, dashboard, path)):
         response = refusal

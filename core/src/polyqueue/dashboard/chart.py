@@ -32,8 +32,10 @@ def throughput_svg(slots: list[tuple[int, int]]) -> Markup:
     scale = _nice_ceiling(peak)
     plot = HEIGHT - BOTTOM - TOP
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="jobs finished per minute, last hour (peak {peak})">',
+        (
+            f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="jobs finished per minute, last hour (peak {peak})">'
+        ),
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot}" x2="{WIDTH}" y2="{TOP + plot}"/>',
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{scale}</text>',
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + plot}" text-anchor="end">0</text>',
@@ -65,7 +67,7 @@ def _bar(kind: str, x: float, y: float, height: float) -> str:
 
 
 def _nice_ceiling(peak: int) -> int:
-    """The smallest of 1, 2, 5 × 10^n at or above `peak` (at least 1)."""
+    """The smallest of 1, 2 and 5 times a power of ten at or above `peak` (at least 1)."""
     step = 1
     while True:
         for factor in (1, 2, 5):

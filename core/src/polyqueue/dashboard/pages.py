@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from polyqueue.dashboard.queries import JobFilters
     from polyqueue.dashboard.state import Dashboard
     from polyqueue.job import Job
     from polyqueue.limits import Limits
@@ -122,10 +121,7 @@ async def jobs(request: Request) -> Response:
     else:
         rows = await queries.job_page(filters, before=before, after=after, limit=limit + 1)
     more = len(rows) > limit
-    if after is not None:
-        rows = rows[-limit:] if more else rows
-    else:
-        rows = rows[:limit]
+    rows = rows[-limit:] if after is not None else rows[:limit]
     base = _filter_query(request)
     older = _older_cursor(rows, more=more or after is not None, looked_until=looked_until)
     newer = rows[0]["id"] if rows and (before is not None or (after is not None and more)) else None
@@ -192,18 +188,44 @@ async def job_data(dashboard: Dashboard, job_id: int) -> dict[str, Any]:
         found = await dashboard.app.get_job(job_id)
     except JobNotFoundError:
         raise HTTPException(404, f"no job {job_id}: it never existed or was pruned") from None
-    return {"job": found, "timeline": timeline(found), "workflow_id": None}
+    failures = await dashboard.queries.job_attempts(job_id)
+    return {
+        "job": found,
+        "attempts": attempts(found, failures),
+        "timeline": timeline(found, failures),
+        "workflow_id": None,
+    }
 
 
-def timeline(found: Job) -> list[tuple[str, datetime]]:
+def attempts(found: Job, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every attempt: the failed ones as recorded, then the current one if it ran or runs."""
+    rows = [{**failure, "outcome": "failed"} for failure in failures]
+    recorded = {failure["attempt"] for failure in failures}
+    if found.attempt and found.attempt not in recorded and found.started_at is not None:
+        status = found.status.value
+        rows.append(
+            {
+                "attempt": found.attempt,
+                "at": found.finished_at or found.started_at,
+                "worker": found.worker_id,
+                "outcome": status if status in {"running", "succeeded"} else f"{status} (by hand)",
+                "type": None,
+                "message": found.progress_message if status == "running" else None,
+            }
+        )
+    return rows
+
+
+def timeline(found: Job, failures: list[dict[str, Any]]) -> list[tuple[str, datetime]]:
     """The moments of a job's life, in order."""
-    moments = [
+    moments: list[tuple[str, datetime | None]] = [
         ("created", found.created_at),
         ("due to run" if found.run_at > found.created_at else "ready", found.run_at),
         (f"attempt {found.attempt} started", found.started_at),
         ("last heartbeat", found.heartbeat_at),
         (str(found.status.value), found.finished_at),
     ]
+    moments += [(f"attempt {f['attempt']} failed: {f['type']}", f["at"]) for f in failures]
     return sorted(((label, at) for label, at in moments if at is not None), key=lambda m: m[1])
 
 

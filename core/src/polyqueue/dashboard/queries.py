@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from polyqueue.sql import load_queries
 from polyqueue.store.errors import translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from asyncpg import Record
 
@@ -103,7 +104,9 @@ class DashboardQueries:
             return rows[::-1]
         return await self._filtered("job_page_older", *filters.arguments(), before, limit)
 
-    async def job_search(self, filters: JobFilters, *, before: int | None, limit: int) -> SearchPage:
+    async def job_search(
+        self, filters: JobFilters, *, before: int | None, limit: int
+    ) -> SearchPage:
         """Jobs matching `filters` whose error or payload contains `filters.text`, among
         the `SEARCH_WINDOW` newest matching jobs older than `before`."""
         text = (filters.text or "").lower()
@@ -112,6 +115,16 @@ class DashboardQueries:
         )
         *matches, last = rows
         return SearchPage(matches, last["id"] if last["scanned"] else None)
+
+    async def job_attempts(self, job_id: int) -> list[dict[str, Any]]:
+        """The failed attempts of `job_id`, oldest first (empty for no such job)."""
+        rows = await self._fetch("job_attempts", job_id)
+        if not rows:
+            return []
+        attempts: list[dict[str, Any]] = json.loads(rows[0]["errors"])
+        for attempt in attempts:
+            attempt["at"] = datetime.fromisoformat(attempt["at"])
+        return attempts
 
     async def job_live(self, job_ids: Sequence[int]) -> list[Record]:
         """Status and progress of `job_ids`."""

@@ -292,6 +292,10 @@ WITH acked AS (
         error_type = coalesce(o.error_type, j.error_type),
         error_message = coalesce(o.error_message, j.error_message),
         error_traceback = coalesce(o.error_traceback, j.error_traceback),
+        errors = CASE WHEN o.error_type IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', j.attempt, 'at', now(), 'worker', j.worker_id,
+                          'type', o.error_type, 'message', o.error_message)) END,
         run_at = CASE WHEN o.status = 'scheduled'
                       THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
         attempt_base = j.attempt_base + (o.status = 'scheduled' AND o.snoozed)::integer,
@@ -488,7 +492,10 @@ RETURNING id;
 -- transition: running -> queued
 UPDATE {schema}.jobs AS j
 SET status = 'queued', reclaims = j.reclaims + 1, worker_id = NULL, timeout_at = NULL,
-    run_at = now(), notified_at = NULL
+    run_at = now(), notified_at = NULL,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempt, 'at', now(), 'worker', j.worker_id,
+        'type', 'WorkerLost', 'message', 'its worker was lost; queued again'))
 WHERE j.status IN ('running') AND j.reclaims + 1 < $1
   AND (
       j.heartbeat_at < now() - make_interval(secs => $2)
@@ -507,7 +514,11 @@ SET status = 'failed', reclaims = j.reclaims + 1, finished_at = now(), timeout_a
     error_type = 'PoisonJobError',
     error_message = format('the job killed its worker %s times (max_reclaims); not retried',
                            j.reclaims + 1),
-    error_traceback = NULL
+    error_traceback = NULL,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempt, 'at', now(), 'worker', j.worker_id,
+        'type', 'PoisonJobError',
+        'message', format('the job killed its worker %s times', j.reclaims + 1)))
 WHERE j.status IN ('running') AND j.reclaims + 1 >= $1
   AND (
       j.heartbeat_at < now() - make_interval(secs => $2)
@@ -533,6 +544,10 @@ SET status = CASE
     error_type = 'TimeoutError',
     error_message = format('job exceeded its time limit of %ss; stopped by the database backstop',
                            j.max_run_seconds),
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempt, 'at', now(), 'worker', j.worker_id,
+        'type', 'TimeoutError',
+        'message', format('exceeded its time limit of %ss', j.max_run_seconds))),
     error_traceback = NULL, worker_id = NULL, timeout_at = NULL
 WHERE j.id IN (
     SELECT id FROM {schema}.jobs
