@@ -5,8 +5,8 @@ Fills an embedded PostgreSQL (or `--database-url`) with N jobs (default 1,000,00
 page of the dashboard in this process through httpx's ASGI transport: the server time of a
 request, database included, with no network. Each page is requested R times (default 9) and
 the median is printed, first with every migration, then without the dashboard's indexes
-(those of migration 0007 dropped), measured in the same run so that the two compare on a noisy machine.
-It prints figures and asserts nothing.
+(those of migration 0007 dropped), measured in the same run so that the two compare on a
+noisy machine. It prints figures and asserts nothing.
 """
 
 from __future__ import annotations
