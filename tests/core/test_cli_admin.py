@@ -479,8 +479,11 @@ async def test_admin_with_one_unknown_id_changes_nothing(env: dict[str, str]) ->
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["inspect", "jobs", "--status", "done"], "'done' is not one of 'scheduled', 'queued'"),
-        (["admin", "cancel", "--status", "stuck"], "'stuck' is not one of 'scheduled'"),
+        (
+            ["inspect", "jobs", "--status", "done"],
+            "'done' is not one of 'waiting', 'scheduled', 'queued'",
+        ),
+        (["admin", "cancel", "--status", "stuck"], "'stuck' is not one of 'waiting'"),
         (["admin", "fail"], "give --id or at least one filter"),
         (["admin", "requeue", "--dry-run"], "give --id or at least one filter"),
         (["admin", "cancel", "--id", "1", "--queue", "q"], "give --id or filters, not both"),

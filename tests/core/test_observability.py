@@ -191,13 +191,13 @@ async def test_otel_queue_depth_gauge_after_maintenance_rounds(make_app) -> None
         ids = await app.enqueue_many("obs.ok", [Item(), Item(), Item()])
         await app.enqueue("obs.ok", Item(), delay=3600)
         await Maintenance(app.runtime).run_once()
-        assert depth(collect(reader)) == {"scheduled": 1, "queued": 3, "running": 0}
+        assert depth(collect(reader)) == {"waiting": 0, "scheduled": 1, "queued": 3, "running": 0}
 
         async with running_worker(app):
             for job_id in ids:
                 await app.wait_for(job_id, timeout=30)
         await Maintenance(app.runtime).run_once()
-        assert depth(collect(reader)) == {"scheduled": 1, "queued": 0, "running": 0}
+        assert depth(collect(reader)) == {"waiting": 0, "scheduled": 1, "queued": 0, "running": 0}
 
 
 def test_stale_depth_samples_are_not_reported() -> None:

@@ -21,8 +21,8 @@ __all__ = ["ACTION_SOURCES", "admin"]
 
 ACTION_SOURCES = {
     "requeue": frozenset({"failed", "cancelled", "running"}),
-    "cancel": frozenset({"scheduled", "queued", "running"}),
-    "fail": frozenset({"scheduled", "queued", "running"}),
+    "cancel": frozenset({"waiting", "scheduled", "queued", "running"}),
+    "fail": frozenset({"waiting", "scheduled", "queued", "running"}),
 }
 """The statuses each action changes (as its SQL block does); others are left as they are."""
 
@@ -99,18 +99,18 @@ def requeue(**options: Any) -> None:
     _run("requeue", "", **options)
 
 
-@admin.command(short_help="Fail scheduled, queued or running jobs now.")
+@admin.command(short_help="Fail waiting, scheduled, queued or running jobs now.")
 @admin_options
 @click.option("--reason", default="failed by an operator", show_default=True)
 def fail(reason: str, **options: Any) -> None:
-    """Fail scheduled, queued or running jobs now, recording --reason as their error."""
+    """Fail waiting, scheduled, queued or running jobs now, recording --reason as their error."""
     _run("fail", reason, **options)
 
 
-@admin.command(short_help="Cancel scheduled, queued or running jobs.")
+@admin.command(short_help="Cancel waiting, scheduled, queued or running jobs.")
 @admin_options
 def cancel(**options: Any) -> None:
-    """Cancel scheduled, queued or running jobs (running ones are told to stop)."""
+    """Cancel waiting, scheduled, queued or running jobs (running ones are told to stop)."""
     _run("cancel", "", **options)
 
 
