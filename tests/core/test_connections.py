@@ -162,3 +162,22 @@ async def test_listen_comes_back_after_a_reset_and_after_unexpected_errors(
         finally:
             await sender.close()
             await listener.close()
+
+
+async def test_a_delaying_proxy_passes_every_byte_in_order(clean_database: str) -> None:
+    """A `FaultProxy` with a delay (the bench's slow link) keeps a connection's traffic whole:
+    many statements and a large reply, split into many chunks, come back right and in order."""
+    async with FaultProxy(_port(clean_database), delay=0.001) as proxy:
+        connection = await asyncpg.connect(proxy.url_for(clean_database))
+        try:
+            values = [await connection.fetchval("SELECT $1::int", n) for n in range(50)]
+            big = await connection.fetchval("SELECT repeat('x', 500000)")
+        finally:
+            await connection.close()
+    assert values == list(range(50))
+    assert big == "x" * 500_000
+
+
+def test_a_proxy_delay_below_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="proxy delay must be >= 0 seconds"):
+        FaultProxy(5432, delay=-1)

@@ -13,6 +13,10 @@ moto). Its mode says what the link does:
 
 `reset()` resets every open connection without changing the mode. Traffic only ever goes to
 and from 127.0.0.1.
+
+`delay` (seconds, default 0) holds every chunk that long in each direction before passing it
+on, without limiting how many are on their way: a slow network link, as to a cloud database
+a hop away (`bench/latency.py` measures Polyqueue through it).
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ CHUNK = 64 * 1024
 class FaultProxy:
     """Forwards 127.0.0.1:`port` (once started) to 127.0.0.1:`upstream_port`."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, delay: float = 0.0) -> None:
+        if delay < 0:
+            raise ValueError(f"proxy delay must be >= 0 seconds, not {delay!r}")
         self.upstream_port = upstream_port
+        self.delay = delay
         self.port = 0
         self.mode: ProxyMode = "pass"
         self._flowing = asyncio.Event()
@@ -129,6 +136,7 @@ class FaultProxy:
         replies: bool,
     ) -> None:
         """Copy `source` to `sink`, holding bytes while paused, dropping replies while muted."""
+        line = _DelayLine(sink, self.delay) if self.delay else None
         try:
             while link.is_open():
                 data = await source.read(CHUNK)
@@ -139,12 +147,53 @@ class FaultProxy:
                     break
                 if replies and self._muted():
                     continue
+                if line is not None:
+                    line.send(data)
+                    continue
                 sink.write(data)
                 await sink.drain()
+            if line is not None:
+                await line.flush()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            if line is not None:
+                line.close()
             link.abort()
+
+
+class _DelayLine:
+    """Writes each chunk to `sink` `delay` seconds after it was sent, in order."""
+
+    def __init__(self, sink: asyncio.StreamWriter, delay: float) -> None:
+        self._sink = sink
+        self._delay = delay
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    def send(self, data: bytes) -> None:
+        self._queue.put_nowait((self._loop.time() + self._delay, data))
+
+    async def flush(self) -> None:
+        """Wait until every chunk sent so far is written (or the sink failed)."""
+        done = asyncio.ensure_future(self._queue.join())
+        await asyncio.wait([done, self._task], return_when=asyncio.FIRST_COMPLETED)
+        done.cancel()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                due, data = await self._queue.get()
+                wait = due - self._loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._sink.write(data)
+                self._queue.task_done()
+                await self._sink.drain()
 
 
 class _Link:
