@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from polyqueue.batching import InsertBatcher
 from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError
 from polyqueue.handlers import check_storable
 from polyqueue.job import NewJobs
@@ -231,6 +232,9 @@ class Producer:
     - Caller's connection: a transactional broker publishes inside the caller's transaction;
       any other broker is told through `NOTIFY`, which PostgreSQL delivers only on commit, and
       this process's outbox relay publishes then. Rolled back means no job and no notice.
+
+    Single jobs in their own transaction with neither an idempotency nor a unique key go
+    through an `InsertBatcher`: concurrent calls share one statement and one commit.
     """
 
     def __init__(
@@ -253,6 +257,7 @@ class Producer:
         self._handlers = handlers
         self._settings = settings
         self.outbox_channel = outbox_channel
+        self._batcher = InsertBatcher(self._insert_batch)
 
     def build(
         self, name: str, payloads: Sequence[BaseModel | Mapping[str, Any]], options: EnqueueOptions
@@ -299,6 +304,8 @@ class Producer:
 
     async def insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:
         """Insert `jobs` and make sure their notices follow; return the rows in order."""
+        if connection is None and _batchable(jobs):
+            return [await self._batcher.insert(jobs)]
         if self._announce_channel is not None:
             executor = connection if connection is not None else self._store.pool
             return await self._store.job_insert_many(jobs, executor, self._announce_channel)
@@ -316,6 +323,26 @@ class Producer:
         """The channel of a broker whose notices are rows of `broker_messages` (statements
         write them beside the jobs), else None."""
         return self._announce_channel
+
+    async def _insert_batch(self, batch: Sequence[NewJobs]) -> list[InsertedJob]:
+        """The single jobs of concurrent calls, in one statement of their own transaction."""
+        if self._announce_channel is not None:
+            return await self._store.job_insert_batch(
+                batch, self._store.pool, self._announce_channel
+            )
+        if self._broker.capabilities.transactional_publish:
+            async with self._store.transaction() as own:
+                inserted = await self._store.job_insert_batch(batch, own)
+                if messages := _notices(inserted):
+                    await self._broker.publish_in(own, messages)
+                return inserted
+        inserted = await self._store.job_insert_batch(batch, self._store.pool)
+        await self._publisher.publish(_notices(inserted))
+        return inserted
+
+    async def close(self) -> None:
+        """Wait for the shared inserts in flight."""
+        await self._batcher.close()
 
     async def _insert_in(self, connection: SqlExecutor, jobs: NewJobs) -> list[InsertedJob]:
         inserted = await self._store.job_insert_many(jobs, connection)
@@ -352,6 +379,11 @@ class Producer:
             log.warning("ignoring an outbox notification that is not one: %s", exc)
             return
         await self._publisher.publish(messages)
+
+
+def _batchable(jobs: NewJobs) -> bool:
+    """One job without a key: it may share a statement with other calls' jobs."""
+    return len(jobs.payloads) == 1 and jobs.idempotency_key is None and jobs.unique_keys is None
 
 
 def _created(inserted: Sequence[InsertedJob]) -> list[InsertedJob]:

@@ -150,7 +150,9 @@ async def open_runtime(parts: RuntimeParts) -> Runtime:
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    """Stop the outbox relay, flush what the publisher can, close the broker and the store."""
+    """Wait for the producer's shared inserts, stop the outbox relay, flush what the
+    publisher can, close the broker and the store."""
+    await runtime.producer.close()
     if runtime.outbox is not None:
         await runtime.outbox.close()
     await runtime.publisher.close()

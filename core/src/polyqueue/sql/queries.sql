@@ -87,6 +87,53 @@ LEFT JOIN inserted ON true
 LEFT JOIN {schema}.jobs AS existing
        ON inserted.id IS NULL AND existing.idempotency_key = $9;
 
+-- name: job_insert_batch :many
+-- Insert the jobs of many concurrent `enqueue` calls (`polyqueue.batching`) in one statement:
+-- each job its own handler and options, none with an idempotency or unique key. $1 to $10
+-- hold one array per column, one element per job; ids ascend in the order of the arrays.
+-- Held back as `held_back_at_insert` says, per job. With a channel in $11 (the built-in
+-- `postgres` broker), the notice of every job it queued goes into broker_messages and the
+-- channel is NOTIFYd once per queue on commit, as `job_insert_many` does.
+WITH input AS (
+    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, j.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
+                $7::double precision[], $8::text[], $9::timestamptz[], $10::text[])
+         WITH ORDINALITY AS j(name, queue, payload, headers, priority, max_attempts,
+                              max_run_seconds, timeout_strategy, run_at, ckey, position)
+    ORDER BY j.position
+), inserted AS (
+    INSERT INTO {schema}.jobs (
+        id, name, queue, status, payload, headers, priority, max_attempts,
+        max_run_seconds, timeout_strategy, run_at, concurrency_key
+    ) OVERRIDING SYSTEM VALUE
+    SELECT id, name, queue,
+           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END::{schema}.job_status,
+           payload::jsonb, headers::jsonb, priority, max_attempts, max_run_seconds,
+           timeout_strategy, coalesce(run_at, now()), ckey
+    FROM input
+    ORDER BY id
+    RETURNING id, name, queue, priority, status
+), flagged AS (
+    SELECT i.id, i.queue, i.priority, i.status,
+           (EXISTS (SELECT FROM {schema}.paused_queues AS p WHERE p.queue = i.queue)
+            OR EXISTS (SELECT FROM {schema}.flow_limits AS l
+                       WHERE (l.scope = 'handler' AND l.name = i.name)
+                          OR (l.scope = 'queue' AND l.name = i.queue))) AS held_back
+    FROM inserted AS i
+), announced AS (
+    INSERT INTO {schema}.broker_messages (queue, body, priority, available_at)
+    SELECT queue, convert_to('{"job_id":' || id || '}', 'UTF8'), priority, now()
+    FROM flagged
+    WHERE $11::text IS NOT NULL AND status = 'queued' AND NOT held_back
+    ORDER BY id
+    RETURNING queue
+)
+SELECT id, status::text AS status, held_back,
+       (SELECT count(pg_notify($11, woke.queue))
+        FROM (SELECT DISTINCT queue FROM announced) AS woke) AS woken
+FROM flagged
+ORDER BY id;
+
 -- name: job_insert_unique :many
 -- Insert the jobs of one enqueue call with unique keys ($11, one per payload in $3), as
 -- `job_insert_many` does ($1 to $10; concurrency keys in $13). A key is held by the job whose `unique_key` it is

@@ -197,6 +197,38 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
             job_id, status, jobs.queue, jobs.priority, row["created"], row["held_back"]
         )
 
+    async def job_insert_batch(
+        self, batch: Sequence[NewJobs], executor: SqlExecutor, announce_channel: str | None = None
+    ) -> list[InsertedJob]:
+        """Insert one job from each of `batch` (any handlers and options, no idempotency or
+        unique key) in one statement; rows come back in the order of `batch`."""
+        with translate_errors("enqueue"):
+            rows = await executor.fetch(
+                self._sql["job_insert_batch"],
+                [jobs.name for jobs in batch],
+                [jobs.queue for jobs in batch],
+                [jobs.payloads[0] for jobs in batch],
+                [jobs.headers for jobs in batch],
+                [jobs.priority for jobs in batch],
+                [jobs.max_attempts for jobs in batch],
+                [jobs.max_run_seconds for jobs in batch],
+                [jobs.timeout_strategy for jobs in batch],
+                [jobs.run_at for jobs in batch],
+                [None if j.concurrency_keys is None else j.concurrency_keys[0] for j in batch],
+                announce_channel,
+            )
+        return [
+            InsertedJob(
+                row["id"],
+                row["status"],
+                jobs.queue,
+                jobs.priority,
+                created=True,
+                held_back=row["held_back"],
+            )
+            for jobs, row in zip(batch, rows, strict=True)
+        ]
+
     async def job_insert_unique(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
     ) -> list[InsertedJob]:
