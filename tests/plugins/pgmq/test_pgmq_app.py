@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from pgmq_support import count_messages, running_worker
@@ -43,6 +45,21 @@ async def test_jobs_run_through_pgmq(make_app, pgmq_env: str, pgmq_database: str
             job = await app.wait_for(job_id, timeout=30)
             assert job.status is JobStatus.SUCCEEDED
             assert await app.get_job_result(job_id) == n * 2
+    assert await count_messages(pgmq_database, pgmq_env + "default") == 0
+
+
+async def test_concurrent_enqueues_share_a_transaction_with_their_messages(
+    make_app, pgmq_env: str, pgmq_database: str
+) -> None:
+    """Single enqueues made at once go in shared statements (`polyqueue.batching`); each
+    statement's PGMQ messages are sent in its transaction, so every job runs once."""
+    async with build(make_app) as app, running_worker(app):
+        ids = await asyncio.gather(*(app.enqueue("items.double", Item(n=n)) for n in range(50)))
+        for n, job_id in enumerate(ids):
+            job = await app.wait_for(job_id, timeout=30)
+            assert job.status is JobStatus.SUCCEEDED
+            assert await app.get_job_result(job_id) == n * 2
+    assert len(set(ids)) == 50
     assert await count_messages(pgmq_database, pgmq_env + "default") == 0
 
 
