@@ -18,6 +18,7 @@ import time
 
 import asyncpg
 import httpx
+from pydantic import BaseModel
 
 import queries
 from databases import fresh_database
@@ -26,8 +27,12 @@ from polyqueue.dashboard import create_app
 from servers import postgres
 
 
-def pages(last: int) -> list[tuple[str, str]]:
-    """(label, path) of every page timed; `last` is the newest job id."""
+class Step(BaseModel):
+    n: int
+
+
+def pages(last: int, workflow: int) -> list[tuple[str, str]]:
+    """(label, path) of every page timed; `last` is the newest job id, `workflow` a chord's."""
     middle, failed = last // 2, (last // 2) // 50 * 50
     return [
         ("overview", "/"),
@@ -51,13 +56,17 @@ def pages(last: int) -> list[tuple[str, str]]:
         ("workers", "/workers"),
         ("queues", "/queues"),
         ("cron", "/cron"),
+        ("workflows", "/workflows"),
+        ("a workflow of 200 jobs (chord)", f"/workflows/{workflow}"),
     ]
 
 
-async def time_pages(client: httpx.AsyncClient, last: int, requests: int) -> dict[str, float]:
+async def time_pages(
+    client: httpx.AsyncClient, last: int, workflow: int, requests: int
+) -> dict[str, float]:
     """Median milliseconds per page."""
     medians = {}
-    for label, path in pages(last):
+    for label, path in pages(last, workflow):
         await client.get(path)  # warm: the statement prepared, the pages cached
         samples = []
         for _ in range(requests):
@@ -73,6 +82,11 @@ async def time_pages(client: httpx.AsyncClient, last: int, requests: int) -> dic
 async def main(jobs: int, requests: int, database_url: str | None) -> None:
     async with postgres(database_url) as admin, fresh_database(admin, "pq_bench_dash") as url:
         app = Polyqueue(database_url=url)
+
+        @app.register("bench.step", queue="q0")
+        async def step(payload: Step) -> None:
+            """Never run here: the chord's jobs are only shown."""
+
         async with app:
             sql = queries.load()
             connection = await asyncpg.connect(url)
@@ -82,13 +96,15 @@ async def main(jobs: int, requests: int, database_url: str | None) -> None:
                 await connection.execute(sql["dashboard_workers"], 20)
                 await connection.execute(sql["dashboard_analyze"])
                 print(f"filled {jobs:,} jobs in {time.perf_counter() - started:.1f} s")
-                last = await connection.fetchval("SELECT max(id) FROM polyqueue.jobs")
+                members = [{"n": n} for n in range(199)]
+                chord = await app.chord("bench.step", members, "bench.step", {"n": 0})
+                last = await connection.fetchval(sql["dashboard_last_id"])
                 transport = httpx.ASGITransport(app=create_app(app))
                 async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
-                    with_indexes = await time_pages(client, last, requests)
+                    with_indexes = await time_pages(client, last, chord.id or 0, requests)
                     await connection.execute(sql["dashboard_drop_indexes"])
                     await connection.execute(sql["dashboard_analyze"])
-                    without = await time_pages(client, last, requests)
+                    without = await time_pages(client, last, chord.id or 0, requests)
             finally:
                 await connection.close()
     print(f"\nmedian server time of {requests} requests, ms ({jobs:,} jobs)")

@@ -62,6 +62,10 @@ SELECT CASE WHEN i = 0 THEN 'bench-worker' ELSE 'bench-stopped-' || i END, 'benc
        CASE WHEN i = 0 THEN NULL ELSE now() END
 FROM generate_series(0, $1) AS i;
 
+-- name: dashboard_last_id :one
+-- The newest job id.
+SELECT max(id) FROM {schema}.jobs;
+
 -- name: dashboard_analyze :exec
 -- Fresh statistics and visibility map after the fill, as autovacuum would leave them.
 VACUUM ANALYZE {schema}.jobs;

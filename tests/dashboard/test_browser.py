@@ -172,3 +172,20 @@ def test_read_only_shows_no_actions(stack_factory: Any, page: Any) -> None:
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
     page.goto(stack.url + "/jobs")
     expect(page.locator('input[name="id"]')).to_have_count(0)
+
+
+def test_a_workflow_graph_follows_its_jobs(stack: Any, page: Any, tmp_path: Path) -> None:
+    mails = [{"to": f"team{n}@example.com"} for n in range(3)]
+    chord = stack.run(stack.app.chord("mail.send", mails, "mail.send", {"to": "boss@example.com"}))
+    callback = chord.job_ids[-1]
+    page.goto(f"{stack.url}/jobs/{callback}")
+    expect(page.locator("#job-status")).to_have_text("waiting")
+    page.get_by_role("link", name=f"workflow {chord.id}").click()
+    expect(page.locator("#workflow-status")).to_have_text("running")
+    expect(page.locator("svg.graph rect")).to_have_count(4)
+    stack.start_worker()
+    expect(page.locator("#workflow-status")).to_have_text("succeeded")  # live
+    expect(page.locator(f'[data-node="{callback}"] rect')).to_have_class(re.compile("s-succeeded"))
+    shoot(page, "workflow", tmp_path)
+    page.locator(f'[data-node="{callback}"]').click()
+    expect(page.locator("#result")).to_contain_text("boss@example.com")

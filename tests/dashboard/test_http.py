@@ -315,3 +315,27 @@ async def test_mounted_under_a_path_its_links_and_cookies_stay_under_it(
         assert done.status_code == 303
         assert done.headers["location"] == f"/ops/queue/jobs/{job_id}"
     assert (await app.get_job(job_id)).status == "cancelled"
+
+
+async def test_workflows_and_a_workflow_graph(app: Polyqueue, client: Client) -> None:
+    chord = await app.chord("reports.build", [{"pages": 1}, {"broken": True}], "reports.build")
+    await app.run_until_idle()
+    http = await client()
+    listing = (await http.get("/workflows")).text
+    assert f'href="/workflows/{chord.id}"' in listing
+    assert "failed" in listing
+    page = await http.get(f"/workflows/{chord.id}")
+    assert page.status_code == 200
+    graph = page.text[page.text.index("<svg") : page.text.index("</svg>")]
+    first, broken, callback = chord.job_ids
+    assert graph.count("<rect") == 3
+    assert graph.count('class="edge"') == 2
+    assert f'data-node="{first}"><title>#{first} reports.build: succeeded' in graph
+    assert f'data-node="{broken}"><title>#{broken} reports.build: failed' in graph
+    assert f'data-node="{callback}"><title>#{callback} reports.build: cancelled' in graph
+    job_page = (await http.get(f"/jobs/{callback}")).text
+    assert f'href="/workflows/{chord.id}"' in job_page
+    live = (await http.get(f"/live/workflows/{chord.id}")).json()["fragments"]["workflow"]
+    assert "<svg" in live
+    assert (await http.get("/workflows/999999")).status_code == 404
+    assert (await http.get("/workflows/99999999999999999999999")).status_code == 404

@@ -13,7 +13,14 @@ from polyqueue.dashboard.state import dashboard_of
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["live_job", "live_jobs", "live_overview", "live_queues", "live_workers"]
+__all__ = [
+    "live_job",
+    "live_jobs",
+    "live_overview",
+    "live_queues",
+    "live_workers",
+    "live_workflow",
+]
 
 MAX_LIVE_IDS = 200
 
@@ -71,3 +78,11 @@ async def live_queues(request: Request) -> JSONResponse:
     data = await pages.queues_data(dashboard)
     html = dashboard.render_fragment(request, "_queues.html", **data)
     return JSONResponse({"fragments": {"queues": html}})
+
+
+async def live_workflow(request: Request) -> JSONResponse:
+    """A workflow's graph and jobs."""
+    dashboard = dashboard_of(request)
+    data = await pages.workflow_data(request, request.path_params["workflow_id"])
+    html = dashboard.render_fragment(request, "_workflow.html", **data)
+    return JSONResponse({"fragments": {"workflow": html}})

@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException
 
 from polyqueue.dashboard import params
 from polyqueue.dashboard.chart import MINUTES, per_minute, throughput_svg
+from polyqueue.dashboard.graph import MAX_DRAWN, graph_svg
 from polyqueue.dashboard.queries import COUNT_CAP, SEARCH_WINDOW
 from polyqueue.dashboard.state import dashboard_of
-from polyqueue.exceptions import JobNotFoundError
+from polyqueue.exceptions import JobNotFoundError, WorkflowNotFoundError
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -39,6 +40,8 @@ __all__ = [
     "queues_data",
     "workers",
     "workers_data",
+    "workflow",
+    "workflow_data",
     "workflows",
 ]
 
@@ -46,6 +49,7 @@ BULK_LIMIT = 10_000
 """A bulk action on a filter changes at most this many jobs (the newest matching)."""
 RUNNING_SHOWN = 25
 WORKERS_SHOWN = 200
+WORKFLOWS_SHOWN = 100
 
 
 async def overview(request: Request) -> Response:
@@ -188,12 +192,12 @@ async def job_data(dashboard: Dashboard, job_id: int) -> dict[str, Any]:
         found = await dashboard.app.get_job(job_id)
     except JobNotFoundError:
         raise HTTPException(404, f"no job {job_id}: it never existed or was pruned") from None
-    failures = await dashboard.queries.job_attempts(job_id)
+    failures, workflow_id = await dashboard.queries.job_extras(job_id)
     return {
         "job": found,
         "attempts": attempts(found, failures),
         "timeline": timeline(found, failures),
-        "workflow_id": None,
+        "workflow_id": workflow_id,
     }
 
 
@@ -322,6 +326,39 @@ async def cron(request: Request) -> Response:
 
 
 async def workflows(request: Request) -> Response:
-    """Workflows: their graphs with each node's state."""
+    """The newest workflows, with their jobs counted per state."""
     dashboard = dashboard_of(request)
-    return dashboard.render_page(request, "workflows.html", active="Workflows")
+    found = await dashboard.app.list_workflows(limit=WORKFLOWS_SHOWN)
+    return dashboard.render_page(
+        request, "workflows.html", active="Workflows", workflows=found, statuses=params.STATUSES
+    )
+
+
+async def workflow(request: Request) -> Response:
+    """One workflow: its graph, each node in its state, and its jobs."""
+    dashboard = dashboard_of(request)
+    data = await workflow_data(request, request.path_params["workflow_id"])
+    return dashboard.render_page(
+        request,
+        "workflow.html",
+        active="Workflows",
+        live_url=f"/live/workflows/{data['workflow'].id}",
+        **data,
+    )
+
+
+async def workflow_data(request: Request, workflow_id: int) -> dict[str, Any]:
+    """What a workflow's page shows."""
+    if not 1 <= workflow_id <= params.MAX_ID:
+        raise HTTPException(404, f"no workflow {workflow_id}")
+    try:
+        found = await dashboard_of(request).app.get_workflow(workflow_id)
+    except WorkflowNotFoundError:
+        raise HTTPException(404, f"no workflow {workflow_id}") from None
+    drawn = len(found.nodes) <= MAX_DRAWN
+    base = request.scope.get("root_path", "").rstrip("/")
+    return {
+        "workflow": found,
+        "graph": graph_svg(found.nodes, base) if drawn else None,
+        "max_drawn": MAX_DRAWN,
+    }

@@ -116,15 +116,15 @@ class DashboardQueries:
         *matches, last = rows
         return SearchPage(matches, last["id"] if last["scanned"] else None)
 
-    async def job_attempts(self, job_id: int) -> list[dict[str, Any]]:
-        """The failed attempts of `job_id`, oldest first (empty for no such job)."""
-        rows = await self._fetch("job_attempts", job_id)
+    async def job_extras(self, job_id: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The failed attempts of `job_id`, oldest first, and its workflow's id."""
+        rows = await self._fetch("job_extras", job_id)
         if not rows:
-            return []
+            return [], None
         attempts: list[dict[str, Any]] = json.loads(rows[0]["errors"])
         for attempt in attempts:
             attempt["at"] = datetime.fromisoformat(attempt["at"])
-        return attempts
+        return attempts, rows[0]["workflow_id"]
 
     async def job_live(self, job_ids: Sequence[int]) -> list[Record]:
         """Status and progress of `job_ids`."""

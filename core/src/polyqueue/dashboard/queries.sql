@@ -173,6 +173,7 @@ WHERE idempotency_key = ANY($1::text[]);
 -- The ids of the newest $6 jobs matching the filters (a bulk action on a filter).
 SELECT id FROM {schema}.jobs WHERE {{job_filter}} ORDER BY created_at DESC, id DESC LIMIT $6;
 
--- name: job_attempts :one
--- The failed attempts of job $1 (JSON text), oldest first.
-SELECT errors::text AS errors FROM {schema}.jobs WHERE id = $1;
+-- name: job_extras :one
+-- What the job page shows beyond `job_get`: the failed attempts (JSON text, oldest first) and
+-- the workflow of job $1.
+SELECT errors::text AS errors, workflow_id FROM {schema}.jobs WHERE id = $1;
