@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+import polyqueue.dashboard.queries as dashboard_queries
 from polyqueue import Polyqueue, TerminalError
 from polyqueue.dashboard import BasicAuth, TokenAuth, check_exposure, create_app
 from polyqueue.exceptions import ConfigurationError
@@ -339,3 +340,19 @@ async def test_workflows_and_a_workflow_graph(app: Polyqueue, client: Client) ->
     assert "<svg" in live
     assert (await http.get("/workflows/999999")).status_code == 404
     assert (await http.get("/workflows/99999999999999999999999")).status_code == 404
+
+
+async def test_a_text_search_looks_at_a_window_and_searches_on_from_its_end(
+    app: Polyqueue, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard_queries, "SEARCH_WINDOW", 3)
+    old = await app.enqueue("reports.build", {"customer": "needle-co"})
+    await app.enqueue_many("reports.build", [{"pages": n} for n in range(5)])
+    http = await client()
+    first = await http.get("/jobs", params={"q": "needle", "limit": "20"})
+    assert "data-job=" not in first.text
+    assert "looked at the newest 3 jobs" in first.text
+    older = re.search(r'href="(/jobs\?[^"]*before=\d+)" rel="next"', first.text)
+    assert older, "no way to search on"
+    second = (await http.get(older[1].replace("&amp;", "&"))).text
+    assert re.findall(r'data-job="(\d+)"', second) == [str(old)]

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from polyqueue.dashboard import params
 from polyqueue.dashboard.chart import MINUTES, per_minute, throughput_svg
 from polyqueue.dashboard.graph import MAX_DRAWN, graph_svg
-from polyqueue.dashboard.queries import COUNT_CAP, SEARCH_WINDOW
+from polyqueue.dashboard.queries import COUNT_CAP
 from polyqueue.dashboard.state import dashboard_of
 from polyqueue.exceptions import JobNotFoundError, WorkflowNotFoundError
 
@@ -119,7 +119,7 @@ async def jobs(request: Request) -> Response:
         rows, looked_until = page.rows, page.looked_until
         if looked_until is not None and len(rows) <= limit:
             search_note = (
-                f"The search looked at the newest {SEARCH_WINDOW:,} jobs matching the other "
+                f"The search looked at the newest {page.window:,} jobs matching the other "
                 f"filters{' before #' + str(before) if before else ''}; use Older to search on."
             )
     else:

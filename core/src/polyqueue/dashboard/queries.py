@@ -22,7 +22,7 @@ __all__ = ["COUNT_CAP", "SEARCH_WINDOW", "DashboardQueries", "JobFilters", "Sear
 COUNT_CAP = 10_000
 """Counts per queue and status stop here ("10,000+"): an exact count of a million rows
 reads a million index entries, which no page can afford."""
-SEARCH_WINDOW = 10_000
+SEARCH_WINDOW = 5_000
 """Jobs a text search looks at per request: it reads their payload and error, so it is
 bounded; the page offers to search on from the oldest job it looked at."""
 
@@ -48,8 +48,11 @@ class SearchPage:
     """A page of text-search matches, and where the search stopped looking."""
 
     rows: list[Record]
+    window: int
+    """How many jobs the search looked at, at most."""
     looked_until: int | None
-    """The oldest job id looked at, when older jobs remain to be searched; else None."""
+    """The oldest job looked at when the window was full and fewer than the page matched
+    (older jobs remain to be searched); else None."""
 
 
 class DashboardQueries:
@@ -113,8 +116,10 @@ class DashboardQueries:
         rows = await self._filtered(
             "job_search", *filters.arguments(), text, before, SEARCH_WINDOW, limit
         )
-        *matches, last = rows
-        return SearchPage(matches, last["id"] if last["scanned"] else None)
+        if len(rows) >= limit:
+            return SearchPage(rows, SEARCH_WINDOW, None)
+        end = await self._filtered("job_search_end", *filters.arguments(), SEARCH_WINDOW, before)
+        return SearchPage(rows, SEARCH_WINDOW, end[0]["id"] if end else None)
 
     async def job_extras(self, job_id: int) -> tuple[list[dict[str, Any]], int | None]:
         """The failed attempts of `job_id`, oldest first, and its workflow's id."""

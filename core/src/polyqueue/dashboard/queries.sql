@@ -112,30 +112,33 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 
 -- name: job_search :many
 -- Text search ($6, lowercase) in the error or the payload among the newest $8 jobs that match
--- the filters and are older than job $7: the matches (at most $9), newest first, and one last
--- row: the oldest job looked at, `scanned` true if the window was full (search on from it).
-WITH looked AS (
-    SELECT id, created_at AS looked_at FROM {schema}.jobs
+-- the filters and are older than job $7: at most $9 matches, newest first. The window is read
+-- lazily, so it stops as soon as $9 jobs matched.
+SELECT {{job_columns}}
+FROM (
+    SELECT * FROM {schema}.jobs
     WHERE {{job_filter}}
       AND ($7::bigint IS NULL
            OR (created_at, id) < (SELECT c.created_at, c.id FROM {schema}.jobs AS c
                                   WHERE c.id = $7))
     ORDER BY created_at DESC, id DESC
     LIMIT $8
-), matches AS (
-    SELECT {{job_columns}}, false AS scanned
-    FROM {schema}.jobs AS j JOIN looked USING (id)
-    WHERE strpos(lower(coalesce(j.error_message, '') || ' ' || coalesce(j.error_type, '')), $6) > 0
-       OR strpos(lower(j.payload::text), $6) > 0
-    ORDER BY j.created_at DESC, j.id DESC
-    LIMIT $9
-), last_looked AS (
-    SELECT id FROM looked ORDER BY looked_at, id LIMIT 1
-)
-SELECT * FROM matches
-UNION ALL
-SELECT (SELECT id FROM last_looked), '', '', '', 0, 0, NULL, NULL, NULL, NULL, NULL,
-       (SELECT count(*) FROM looked) = $8;
+) AS looked
+WHERE strpos(lower(coalesce(error_message, '') || ' ' || coalesce(error_type, '')), $6) > 0
+   OR strpos(lower(payload::text), $6) > 0
+ORDER BY created_at DESC, id DESC
+LIMIT $9;
+
+-- name: job_search_end :one
+-- The oldest job of a text search's window (as in `job_search`, $6 the window's size), or
+-- nothing when the window is not full: then the search has seen every matching job.
+SELECT id FROM {schema}.jobs
+WHERE {{job_filter}}
+  AND ($7::bigint IS NULL
+       OR (created_at, id) < (SELECT c.created_at, c.id FROM {schema}.jobs AS c WHERE c.id = $7))
+ORDER BY created_at DESC, id DESC
+OFFSET $6 - 1
+LIMIT 1;
 
 -- name: job_live :many
 -- Status and progress of the jobs $1 (the rows a page shows).
