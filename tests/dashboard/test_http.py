@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import polyqueue.dashboard.queries as dashboard_queries
-from polyqueue import Polyqueue, TerminalError
+from polyqueue import CronTick, Polyqueue, TerminalError
 from polyqueue.dashboard import BasicAuth, TokenAuth, check_exposure, create_app
 from polyqueue.exceptions import ConfigurationError
 
@@ -356,3 +357,37 @@ async def test_a_text_search_looks_at_a_window_and_searches_on_from_its_end(
     assert older, "no way to search on"
     second = (await http.get(older[1].replace("&amp;", "&"))).text
     assert re.findall(r'data-job="(\d+)"', second) == [str(old)]
+
+
+async def test_the_cron_page_shows_last_and_next_fire(
+    make_app: Callable[..., Polyqueue], client: Client, db: Any
+) -> None:
+    app = make_app()
+
+    @app.cron("*/5 * * * *", name="reports.nightly")
+    async def nightly(tick: CronTick) -> None:
+        return None
+
+    await app.start()
+    tick = datetime(2026, 1, 31, 12, 5, tzinfo=UTC)
+    await db.execute(
+        "INSERT INTO polyqueue.cron_schedules (name, expression, last_tick) VALUES"
+        " ('reports.nightly', '*/5 * * * *', $1), ('gone.hourly', '0 * * * *', $1)",
+        tick,
+    )
+    job_id = await app.enqueue(
+        "reports.nightly",
+        {"schedule": "reports.nightly", "tick": tick.isoformat()},
+        idempotency_key=f"cron:reports.nightly:{tick.isoformat()}",
+    )
+    http = await client(app=app)
+    page = (await http.get("/cron")).text
+    rows = dict(re.findall(r"<tr><td>([\w.]+)</td>(.*?)</tr>", page, re.DOTALL))
+    assert set(rows) == {"reports.nightly", "gone.hourly"}  # registered and/or in the ledger
+    assert "2026-01-31 12:05:00" in rows["reports.nightly"]
+    assert f'href="/jobs/{job_id}"' in rows["reports.nightly"]
+    assert "<td>-</td>" in rows["gone.hourly"]  # its handler is not in this app
+    for row in rows.values():
+        next_tick = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) <span", row)
+        assert next_tick
+        assert datetime.fromisoformat(next_tick[1]).replace(tzinfo=UTC) > datetime.now(UTC)

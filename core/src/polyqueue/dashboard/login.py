@@ -23,7 +23,7 @@ async def login_form(request: Request) -> Response:
     dashboard = dashboard_of(request)
     if not isinstance(dashboard.auth, TokenAuth):
         return _home(request)
-    return dashboard.render_page(request, "login.html", active="", failed=False, next="")
+    return dashboard.render_page(request, "login.html", active="", failed=False)
 
 
 async def login_submit(request: Request) -> Response:
@@ -34,9 +34,7 @@ async def login_submit(request: Request) -> Response:
         return _home(request)
     token = str((await read_form(request)).get("token", ""))
     if not hmac.compare_digest(token.encode(), auth.token.encode()):
-        return dashboard.render_page(
-            request, "login.html", status_code=401, active="", failed=True, next=""
-        )
+        return dashboard.render_page(request, "login.html", status_code=401, active="", failed=True)
     response = _home(request)
     response.set_cookie(
         AUTH_COOKIE,
