@@ -1,4 +1,4 @@
-"""The dashboard's pages (GET): overview, jobs, a job, workers, queues, cron.
+"""The dashboard's pages (GET): overview, jobs, a job, workers, queues, cron, workflows.
 
 Each page's data is gathered by a `*_data` function that its live endpoint (`live.py`)
 calls too, so a live update shows exactly what a reload would.
@@ -65,7 +65,6 @@ async def overview_data(dashboard: Dashboard) -> dict[str, Any]:
     """What the overview shows."""
     queries = dashboard.queries
     counts = {(r["queue"], r["status"]): r["jobs"] for r in await queries.status_counts()}
-    workers = await queries.workers(WORKERS_SHOWN)
     capped = {status for (_, status), n in counts.items() if n > COUNT_CAP}
     estimates = await queries.status_estimates() if capped else {}
     return {
@@ -82,7 +81,7 @@ async def overview_data(dashboard: Dashboard) -> dict[str, Any]:
         },
         "chart": throughput_svg(per_minute(await queries.throughput(MINUTES))),
         "running": await queries.running_jobs(RUNNING_SHOWN),
-        "workers_alive": sum(1 for w in workers if w["status"] == "running"),
+        "workers_alive": await queries.workers_alive(),
     }
 
 

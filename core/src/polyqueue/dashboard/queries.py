@@ -94,6 +94,12 @@ class DashboardQueries:
         """The most recently started running jobs."""
         return await self._fetch("running_jobs", limit)
 
+    async def workers_alive(self) -> int:
+        """How many workers are running."""
+        rows = await self._fetch("workers_alive")
+        alive: int = rows[0]["workers"]
+        return alive
+
     async def workers(self, limit: int) -> list[Record]:
         """Registered workers, running ones first."""
         return await self._fetch("workers", limit)

@@ -71,6 +71,10 @@ FROM {schema}.workers AS w
 ORDER BY w.status = 'running' DESC, w.started_at DESC
 LIMIT $1;
 
+-- name: workers_alive :one
+-- How many workers are running.
+SELECT count(*) AS workers FROM {schema}.workers WHERE status = 'running';
+
 -- name: job_filter :fragment
 -- The filters of the jobs page: statuses, queue, handler, created in [since, until).
     ($1::{schema}.job_status[] IS NULL OR status = ANY($1::{schema}.job_status[]))

@@ -11,15 +11,15 @@ import jinja2
 from starlette.responses import HTMLResponse
 
 from polyqueue.dashboard.queries import DashboardQueries
-from polyqueue.dashboard.security import CSRF_COOKIE, Signer, TokenAuth
+from polyqueue.dashboard.security import TokenAuth
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from polyqueue.app import Polyqueue
-    from polyqueue.dashboard.security import Auth
+    from polyqueue.dashboard.security import Auth, Signer
 
-__all__ = ["Dashboard", "dashboard_of"]
+__all__ = ["FLASH_COOKIE", "Dashboard", "cookie_path", "dashboard_of"]
 
 FLASH_COOKIE = "polyqueue_flash"
 
@@ -73,7 +73,7 @@ class Dashboard:
         html = self.templates.get_template(template).render(self.context(request, **values))
         response = HTMLResponse(html, status_code=status_code)
         if FLASH_COOKIE in request.cookies:
-            response.delete_cookie(FLASH_COOKIE, path=_cookie_path(request))
+            response.delete_cookie(FLASH_COOKIE, path=cookie_path(request))
         return response
 
     def render_fragment(self, request: Request, template: str, **values: Any) -> str:
@@ -87,13 +87,9 @@ def dashboard_of(request: Request) -> Dashboard:
     return dashboard
 
 
-def _cookie_path(request: Request) -> str:
-    return request.scope.get("root_path", "").rstrip("/") or "/"
-
-
 def cookie_path(request: Request) -> str:
     """The path the dashboard's cookies are scoped to (its mount point)."""
-    return _cookie_path(request)
+    return str(request.scope.get("root_path", "")).rstrip("/") or "/"
 
 
 def format_age(seconds: float | None) -> str:
@@ -119,5 +115,3 @@ def pretty_json(value: Any) -> str:
     """A JSON value indented for reading."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
-
-__all__ += ["CSRF_COOKIE", "FLASH_COOKIE", "cookie_path"]
