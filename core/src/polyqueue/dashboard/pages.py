@@ -174,21 +174,14 @@ async def job(request: Request) -> Response:
     """One job: state, attempts, progress, timeline, error and traceback, result, payload."""
     dashboard = dashboard_of(request)
     data = await job_data(dashboard, request.path_params["job_id"])
-    return dashboard.render_page(
-        request,
-        "job.html",
-        active="Jobs",
-        live_url=f"/live/jobs/{data['job'].id}",
-        **data,
-    )
+    live = f"/live/jobs/{data['job'].id}"
+    return dashboard.render_page(request, "job.html", active="Jobs", live_url=live, **data)
 
 
 async def job_data(dashboard: Dashboard, job_id: int) -> dict[str, Any]:
     """What a job's page shows."""
-    if not 1 <= job_id <= params.MAX_ID:
-        raise HTTPException(404, f"no job {job_id}")
     try:
-        found = await dashboard.app.get_job(job_id)
+        found = await dashboard.app.get_job(_known(job_id, "job"))
     except JobNotFoundError:
         raise HTTPException(404, f"no job {job_id}: it never existed or was pruned") from None
     failures, workflow_id = await dashboard.queries.job_extras(job_id)
@@ -217,6 +210,13 @@ def attempts(found: Job, failures: list[dict[str, Any]]) -> list[dict[str, Any]]
             }
         )
     return rows
+
+
+def _known(value: int, what: str) -> int:
+    """`value` if it can be an id; else a 404 (ids past 64 bits exist nowhere)."""
+    if not 1 <= value <= params.MAX_ID:
+        raise HTTPException(404, f"no {what} {value}")
+    return value
 
 
 def timeline(found: Job, failures: list[dict[str, Any]]) -> list[tuple[str, datetime]]:
@@ -335,23 +335,17 @@ async def workflows(request: Request) -> Response:
 
 async def workflow(request: Request) -> Response:
     """One workflow: its graph, each node in its state, and its jobs."""
-    dashboard = dashboard_of(request)
     data = await workflow_data(request, request.path_params["workflow_id"])
-    return dashboard.render_page(
-        request,
-        "workflow.html",
-        active="Workflows",
-        live_url=f"/live/workflows/{data['workflow'].id}",
-        **data,
+    live = f"/live/workflows/{data['workflow'].id}"
+    return dashboard_of(request).render_page(
+        request, "workflow.html", active="Workflows", live_url=live, **data
     )
 
 
 async def workflow_data(request: Request, workflow_id: int) -> dict[str, Any]:
     """What a workflow's page shows."""
-    if not 1 <= workflow_id <= params.MAX_ID:
-        raise HTTPException(404, f"no workflow {workflow_id}")
     try:
-        found = await dashboard_of(request).app.get_workflow(workflow_id)
+        found = await dashboard_of(request).app.get_workflow(_known(workflow_id, "workflow"))
     except WorkflowNotFoundError:
         raise HTTPException(404, f"no workflow {workflow_id}") from None
     drawn = len(found.nodes) <= MAX_DRAWN

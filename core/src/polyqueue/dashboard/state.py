@@ -114,4 +114,3 @@ def format_when(moment: datetime | None) -> str:
 def pretty_json(value: Any) -> str:
     """A JSON value indented for reading."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-
