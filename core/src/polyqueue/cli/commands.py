@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -213,6 +214,16 @@ async def _migrate(settings: PolyqueueSettings) -> list[str]:
     metavar="ADDR",
     help="Address of the metrics endpoint (0.0.0.0: every interface, e.g. in a container).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, supervised: a dead one is started again; SIGTERM stops them all"
+    " gracefully. With --metrics-port, process i serves on PORT+i.",
+)
+@click.option("--supervised", is_flag=True, hidden=True)
+@click.option("--no-maintenance", is_flag=True, hidden=True)
 def worker(  # noqa: PLR0917 -- click passes one argument per option
     app_spec: str,
     queues: tuple[str, ...],
@@ -221,16 +232,32 @@ def worker(  # noqa: PLR0917 -- click passes one argument per option
     burst: bool,
     metrics_port: int | None,
     metrics_addr: str,
+    processes: int,
+    supervised: bool,
+    no_maintenance: bool,
 ) -> None:
     """Run a worker for APP ("module:attribute", a Polyqueue) until SIGTERM or SIGINT.
 
-    With --burst, until no job of its queues is queued or due.
+    With --burst, until no job of its queues is queued or due. With --processes N, N worker
+    processes under one supervisor (this process); only the first takes part in maintenance.
     """
     from polyqueue.loading import load_app  # noqa: PLC0415 -- fast `--help`
     from polyqueue.runner import main as run_app  # noqa: PLC0415
 
     app = load_app(app_spec)
     _refuse_in_process_broker(app)
+    if processes > 1:
+        argv = _worker_argv(app_spec, queues, concurrency, log_level, burst=burst)
+        _supervise(
+            app, argv, processes, log_level, burst=burst, metrics=(metrics_port, metrics_addr)
+        )
+        return
+    if supervised:
+        from polyqueue.supervisor import watch_parent  # noqa: PLC0415
+
+        watch_parent()
+    if no_maintenance:
+        app.configure(maintenance=False)
     run_app(
         app,
         metrics=None if metrics_port is None else _prometheus(metrics_port, metrics_addr),
@@ -239,6 +266,48 @@ def worker(  # noqa: PLR0917 -- click passes one argument per option
         log_level=log_level.upper(),
         burst=burst,
     )
+
+
+def _worker_argv(
+    app_spec: str,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    log_level: str,
+    *,
+    burst: bool,
+) -> list[str]:
+    """`polyqueue worker` with these options, for a supervised worker process."""
+    argv = [sys.executable, "-m", "polyqueue.cli", "worker", app_spec, "--log-level", log_level]
+    for queue in queues:
+        argv += ["--queue", queue]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    return [*argv, *(["--burst"] if burst else []), "--supervised"]
+
+
+def _supervise(
+    app: Polyqueue,
+    argv: list[str],
+    processes: int,
+    log_level: str,
+    *,
+    burst: bool,
+    metrics: tuple[int | None, str],
+) -> None:
+    """Run `processes` copies of `argv` under a `Supervisor` and exit with its status."""
+    from polyqueue.logs import configure_logging  # noqa: PLC0415
+    from polyqueue.supervisor import Supervisor  # noqa: PLC0415
+
+    configure_logging(log_level.upper(), app.settings.log_format)
+    port, addr = metrics
+
+    def command(index: int) -> list[str]:
+        extra = (
+            [] if port is None else ["--metrics-port", str(port + index), "--metrics-addr", addr]
+        )
+        return [*argv, *extra, *(["--no-maintenance"] if index else [])]
+
+    sys.exit(asyncio.run(Supervisor(command, processes, burst=burst).run()))
 
 
 def _refuse_in_process_broker(app: Polyqueue) -> None:
