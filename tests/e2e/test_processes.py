@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from e2e_support import wait_done
-from pydantic import BaseModel
+from test_shutdown import Hold, make_producer
 
 from polyqueue import JobStatus
 from polyqueue.testing.helpers import eventually
@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-QUEUE = "e2e_shutdown"  # as in worker_app.py
-
-
-class Hold(BaseModel):
-    release_file: str | None = None
 
 
 @contextlib.contextmanager
@@ -83,16 +78,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def make_producer(make_app) -> Polyqueue:
-    app = make_app(queue_backend="postgres")
-
-    @app.register("e2e.hold", queue=QUEUE)
-    async def hold(payload: Hold) -> dict[str, int]:
-        return {"pid": os.getpid()}
-
-    return app
 
 
 async def running_pids(app: Polyqueue) -> set[int]:
