@@ -189,3 +189,17 @@ def test_a_workflow_graph_follows_its_jobs(stack: Any, page: Any, tmp_path: Path
     shoot(page, "workflow", tmp_path)
     page.locator(f'[data-node="{callback}"]').click()
     expect(page.locator("#result")).to_contain_text("boss@example.com")
+
+
+def test_live_updates_keep_the_scroll_position(stack: Any, page: Any) -> None:
+    for n in range(60):
+        stack.enqueue("mail.send", {"to": f"reader{n}@example.com"})
+    page.goto(stack.url + "/jobs?limit=100")
+    expect(page.locator("tr[data-job]")).to_have_count(60)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
+    stack.start_worker()
+    last = page.locator("tr[data-job]").last.locator(".status")
+    expect(last).to_have_text("succeeded")  # changed in place by the live updates
+    assert page.evaluate("window.scrollY") == scrolled

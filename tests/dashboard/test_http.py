@@ -391,3 +391,21 @@ async def test_the_cron_page_shows_last_and_next_fire(
         next_tick = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) <span", row)
         assert next_tick
         assert datetime.fromisoformat(next_tick[1]).replace(tzinfo=UTC) > datetime.now(UTC)
+
+
+ODD_VALUES = ["", " ", "0", "-1", "1e9", "9" * 30, "%", "'; drop table x", "\u00e9\u4e2d", "999999d"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/jobs", "/workers", "/queues", "/cron", "/workflows", "/live/overview", "/live/jobs"],
+)
+async def test_odd_query_values_never_make_a_500(client: Client, path: str) -> None:
+    http = await client()
+    keys = ["status", "queue", "handler", "since", "until", "q", "before", "after", "limit", "id"]
+    for key in keys:
+        for value in ODD_VALUES:
+            response = await http.get(path, params={key: value})
+            assert response.status_code < 500, (path, key, value, response.text)
+            if response.status_code >= 400:
+                assert key in response.text, (path, key, value, response.text)

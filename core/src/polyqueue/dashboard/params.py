@@ -82,7 +82,10 @@ def moment(params: Mapping[str, str], key: str) -> datetime | None:
         return None
     match = _DURATION.match(value)
     if match:
-        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        except OverflowError:
+            raise bad(f"{key}: {value} goes back before the year 1") from None
     try:
         found = datetime.fromisoformat(value)
     except ValueError:
