@@ -393,7 +393,7 @@ async def test_the_cron_page_shows_last_and_next_fire(
         assert datetime.fromisoformat(next_tick[1]).replace(tzinfo=UTC) > datetime.now(UTC)
 
 
-ODD_VALUES = ["", " ", "0", "-1", "1e9", "9" * 30, "%", "'; drop table x", "\u00e9\u4e2d", "999999d"]
+ODD_VALUES = ["", " ", "0", "-1", "1e9", "9" * 30, "%", "'; drop", "\u00e9\u4e2d", "999999d"]
 
 
 @pytest.mark.parametrize(
