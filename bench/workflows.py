@@ -3,11 +3,13 @@
 In one process, on an embedded PostgreSQL (fsync on) and the `postgres` broker, each run
 measures, in a fresh database each:
 
-- `independent`: N no-op jobs enqueued with `enqueue_many`, drained by one worker
-  (concurrency 10): the rate the chain is compared with;
+- `independent`: N no-op jobs enqueued with `enqueue_many`, drained by one worker (at each
+  `--concurrency`, default 1 and 10): the rate the chain is compared with;
 - `chain`: a chain of N no-op steps (`app.chain`), drained by the same kind of worker. Only
   one step is ever ready, and each waits for the commit of the one before it (which also
-  releases it), so this is the cost of a dependency edge on the drain;
+  releases it): at concurrency 1 this is the cost of a dependency edge, at 10 also what a
+  chain gives up (the independent jobs run ten at a time, their outcomes committed
+  together);
 - `dag enqueue`: a DAG of M nodes (100 wide, each node after one of the layer before, and a
   final node after the whole last layer) built and inserted with one `wf.enqueue()`, against
   M independent jobs enqueued with `enqueue_many` in calls of 1,000.
@@ -43,6 +45,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1000, help="chain steps (and jobs)")
     parser.add_argument("--nodes", type=int, default=10_000, help="nodes of the DAG")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--concurrency", default="1,10", help="the worker's concurrency for each drain pair"
+    )
     parser.add_argument("--database-url", help="use this server instead of an embedded one")
     return parser.parse_args()
 
@@ -57,10 +62,10 @@ def build(url: str) -> Polyqueue:
     return app
 
 
-async def drain(app: Polyqueue, jobs: int) -> float:
+async def drain(app: Polyqueue, jobs: int, concurrency: int) -> float:
     """Jobs per second of one worker draining what is ready (and what it releases)."""
     started = time.perf_counter()
-    await app.run_until_idle(concurrency=10)
+    await app.run_until_idle(concurrency=concurrency)
     seconds = time.perf_counter() - started
     done = await app.store.pool.fetchval(
         "SELECT count(*) FROM polyqueue.jobs WHERE status = 'succeeded'"
@@ -70,19 +75,19 @@ async def drain(app: Polyqueue, jobs: int) -> float:
     return float(done) / seconds
 
 
-async def independent(url: str, steps: int) -> float:
+async def independent(url: str, steps: int, concurrency: int) -> float:
     async with build(url) as app:
         for start in range(0, steps, 1000):
             await app.enqueue_many(
                 STEP, [Step(n=n) for n in range(start, min(steps, start + 1000))]
             )
-        return await drain(app, steps)
+        return await drain(app, steps, concurrency)
 
 
-async def chain(url: str, steps: int) -> float:
+async def chain(url: str, steps: int, concurrency: int) -> float:
     async with build(url) as app:
         await app.chain(STEP, Step(n=0), *[STEP] * (steps - 1))
-        return await drain(app, steps)
+        return await drain(app, steps, concurrency)
 
 
 async def dag_enqueue(url: str, nodes: int) -> dict[str, float]:
@@ -110,29 +115,31 @@ async def dag_enqueue(url: str, nodes: int) -> dict[str, float]:
 
 async def main() -> None:
     args = parse()
-    rates: dict[str, list[float]] = {"independent": [], "chain": []}
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rates: dict[tuple[str, int], list[float]] = {
+        (kind, c): [] for c in levels for kind in ("independent", "chain")
+    }
     dags: list[dict[str, float]] = []
     async with postgres(args.database_url) as admin_url:
         for run in range(args.runs):
-            async with fresh_database(admin_url, f"bench_wf_{run}_i") as url:
-                rates["independent"].append(await independent(url, args.steps))
-            async with fresh_database(admin_url, f"bench_wf_{run}_c") as url:
-                rates["chain"].append(await chain(url, args.steps))
-            async with fresh_database(admin_url, f"bench_wf_{run}_d") as url:
+            for (kind, c), measured in rates.items():
+                measure = independent if kind == "independent" else chain
+                async with fresh_database(admin_url, f"bench_wf_{run}_{kind}_{c}") as url:
+                    measured.append(await measure(url, args.steps, c))
+            async with fresh_database(admin_url, f"bench_wf_{run}_dag") as url:
                 dags.append(await dag_enqueue(url, args.nodes))
-            summary: dict[str, Any] = {k: round(v[-1]) for k, v in rates.items()}
+            summary: dict[str, Any] = {f"{k} c={c}": round(v[-1]) for (k, c), v in rates.items()}
             print(f"[workflows] run {run + 1}: jobs/s {summary}, dag {dags[-1]}", flush=True)
-    ratios = [c / i for c, i in zip(rates["chain"], rates["independent"], strict=True)]
-    print(f"\n| drain, one worker (concurrency 10), medians of {args.runs} runs | jobs/s | ratio |")
-    print("| --- | ---: | ---: |")
-    print(
-        f"| {args.steps:,} independent jobs | {statistics.median(rates['independent']):,.0f} |"
-        " 100% |"
-    )
-    print(
-        f"| a chain of {args.steps:,} steps | {statistics.median(rates['chain']):,.0f} |"
-        f" {statistics.median(ratios):.0%} |"
-    )
+    print(f"\n| drain, one worker, medians of {args.runs} runs | concurrency | jobs/s | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for c in levels:
+        alone, chained = rates[("independent", c)], rates[("chain", c)]
+        ratios = [x / y for x, y in zip(chained, alone, strict=True)]
+        print(f"| {args.steps:,} independent jobs | {c} | {statistics.median(alone):,.0f} | 100% |")
+        print(
+            f"| a chain of {args.steps:,} steps | {c} | {statistics.median(chained):,.0f} |"
+            f" {statistics.median(ratios):.0%} |"
+        )
     build = statistics.median(d["build"] for d in dags)
     insert = statistics.median(d["insert"] for d in dags)
     flat = statistics.median(d["flat"] for d in dags)

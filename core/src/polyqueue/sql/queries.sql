@@ -243,6 +243,8 @@ WHERE j.id IN (
 -- `scheduled` if its run_at is ahead; a chain step's payload becomes its dependency's
 -- result). Dependents are locked in id order, so concurrent outcomes never deadlock, and a
 -- concurrent settle of the same edge waits and finds it settled: a job is released once.
+-- Jobs are looked up by id only (`= ANY(ARRAY(...))`, scalar subqueries), never joined as a
+-- whole: a statement costs what it settles, however many jobs wait.
 -- `released` is what was queued, `held_back` those flow control starts; with a channel in
 -- $1 (the built-in `postgres` broker) the notices of the others are written and `woken`
 -- NOTIFYs once per queue.
@@ -250,25 +252,26 @@ settled AS (
     UPDATE {schema}.job_dependencies AS e
     SET settled = true
     FROM finished AS f
-    WHERE e.depends_on = f.id AND NOT e.settled
+    WHERE e.depends_on = ANY(ARRAY(SELECT id FROM finished)) AND e.depends_on = f.id
+      AND NOT e.settled
     RETURNING e.job_id, e.depends_on, f.status, e.on_failure
 ), doomed AS (
     WITH RECURSIVE down (id) AS (
         SELECT s.job_id FROM settled AS s
         WHERE s.status <> 'succeeded' AND s.on_failure = 'cancel'
+          AND (SELECT w.status FROM {schema}.jobs AS w WHERE w.id = s.job_id) = 'waiting'
         UNION
         SELECT e.job_id
         FROM down
-        JOIN {schema}.jobs AS w ON w.id = down.id AND w.status = 'waiting'
         JOIN {schema}.job_dependencies AS e
           ON e.depends_on = down.id AND e.on_failure = 'cancel' AND NOT e.settled
+        WHERE (SELECT w.status FROM {schema}.jobs AS w WHERE w.id = e.job_id) = 'waiting'
     )
-    SELECT down.id FROM down JOIN {schema}.jobs AS w ON w.id = down.id AND w.status = 'waiting'
+    SELECT id FROM down
 ), doomed_settled AS (
     UPDATE {schema}.job_dependencies AS e
     SET settled = true
-    FROM doomed AS d
-    WHERE e.depends_on = d.id AND NOT e.settled
+    WHERE e.depends_on = ANY(ARRAY(SELECT id FROM doomed)) AND NOT e.settled
     RETURNING e.job_id, e.depends_on, 'cancelled'::text AS status, e.on_failure
 ), tallies AS (
     SELECT a.job_id AS id, count(*)::integer AS arrived,
@@ -277,8 +280,8 @@ settled AS (
     FROM (SELECT * FROM settled UNION ALL SELECT * FROM doomed_settled) AS a
     GROUP BY a.job_id
 ), locked AS (
-    SELECT w.id FROM {schema}.jobs AS w
-    WHERE w.id IN (SELECT id FROM tallies) AND w.status IN ('waiting')
+    SELECT w.id, w.status FROM {schema}.jobs AS w
+    WHERE w.id = ANY(ARRAY(SELECT id FROM tallies))
     ORDER BY w.id
     FOR UPDATE
 ), changed AS (
@@ -301,7 +304,7 @@ settled AS (
                           (SELECT p.result FROM {schema}.jobs AS p WHERE p.id = j.payload_from),
                           'null'::jsonb) END
     FROM tallies AS t
-    WHERE j.id = t.id AND j.id IN (SELECT id FROM locked) AND j.status = 'waiting'
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked WHERE status IN ('waiting'))) AND j.id = t.id
     RETURNING j.id, j.name, j.queue, j.priority, j.status, j.run_at
 ), released AS (
     SELECT c.id, c.name, c.queue, c.priority, c.status::text AS status, c.run_at,

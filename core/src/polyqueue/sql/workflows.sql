@@ -31,7 +31,7 @@ WITH known AS (
 ), marked AS (
     UPDATE {schema}.jobs
     SET has_dependents = true
-    WHERE id IN (SELECT id FROM known) AND NOT has_dependents AND (SELECT ok FROM go)
+    WHERE id = ANY(ARRAY(SELECT id FROM known)) AND NOT has_dependents AND (SELECT ok FROM go)
     RETURNING id
 ), flow AS (
     INSERT INTO {schema}.workflows (name, on_failure, nodes)
@@ -116,8 +116,9 @@ ORDER BY r.id;
 -- its settle, or a dependency that finished while its dependent's insert committed.
 SELECT DISTINCT e.depends_on AS id
 FROM {schema}.job_dependencies AS e
-JOIN {schema}.jobs AS j ON j.id = e.depends_on
-WHERE NOT e.settled AND j.status NOT IN ('waiting', 'scheduled', 'queued', 'running')
+WHERE NOT e.settled
+  AND (SELECT j.status FROM {schema}.jobs AS j WHERE j.id = e.depends_on)
+      NOT IN ('waiting', 'scheduled', 'queued', 'running')
 LIMIT $1;
 
 -- name: dependency_outcomes :many
