@@ -65,8 +65,10 @@ async def timed_drain(
     preload: int = 0,
     batch: int = 1000,
     profile: Path | None = None,
+    since_id: int = 0,
 ) -> DrainFigures:
-    """Drain `jobs` with `workers` processes (each enqueues `preload` jobs first)."""
+    """Drain `jobs` with `workers` processes (each enqueues `preload` jobs first); only jobs
+    with an id above `since_id` count."""
     figures = DrainFigures(jobs)
     started_processes = worker_processes(
         workers,
@@ -77,7 +79,7 @@ async def timed_drain(
         batch=batch,
         profile=profile,
     )
-    async with JobWatch(url) as watch, started_processes as processes:
+    async with JobWatch(url, since_id) as watch, started_processes as processes:
         figures.ready = [process.ready for process in processes]
         postgres_before = watch.postgres_cpu_seconds()
         workers_before = sum(process.cpu_seconds() for process in processes)

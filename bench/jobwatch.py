@@ -32,10 +32,12 @@ class StalledError(RuntimeError):
 
 
 class JobWatch:
-    """Polls `jobs` on `url`; use as `async with JobWatch(url) as watch:`."""
+    """Polls `jobs` on `url` (only those with an id above `since_id`); use as
+    `async with JobWatch(url) as watch:`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, since_id: int = 0) -> None:
         self._url = url
+        self._since_id = since_id
         self._sql = queries.load(schema=SCHEMA)["job_counts"]
         self._connection: asyncpg.Connection | None = None
         self._backend_pid: int | None = None
@@ -78,7 +80,7 @@ class JobWatch:
             raise RuntimeError("use `async with JobWatch(url)`")
         succeeded, progress_at = -1, time.monotonic()
         while True:
-            row = await self._connection.fetchrow(self._sql)
+            row = await self._connection.fetchrow(self._sql, self._since_id)
             if row["failed"]:
                 raise RuntimeError(f"{row['failed']} no-op jobs failed")
             if row["succeeded"] >= jobs:

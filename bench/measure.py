@@ -26,13 +26,14 @@ __all__ = ["drain", "pickup_latency", "single_enqueue"]
 
 
 async def drain(
-    url: str, backend: str, plan: Plan, profile: Path | None = None
+    url: str, backend: str, plan: Plan, profile: Path | None = None, since_id: int = 0
 ) -> dict[str, float]:
     """Enqueue `plan.jobs`, start one worker process, time it until every job succeeded.
 
     `none`: the broker lives in one process, so the worker process enqueues first and then
     starts its worker; every other backend: this process enqueues, then the worker starts.
     Also reported: the worker's peak RSS, and the CPU of the worker and of PostgreSQL.
+    Only jobs with an id above `since_id` count (rows kept from before do not).
     """
     enqueue_seconds = 0.0
     if backend != "none":
@@ -49,6 +50,7 @@ async def drain(
         preload=preload,
         batch=plan.batch,
         profile=profile,
+        since_id=since_id,
     )
     enqueue_seconds = enqueue_seconds or float(figures.ready[0]["enqueue_seconds"])
     results = {

@@ -16,11 +16,13 @@ CREATE DATABASE {database};
 DROP DATABASE IF EXISTS {database} WITH (FORCE);
 
 -- name: job_counts :one
--- How many jobs exist, how many succeeded and how many failed (polled during the drain).
+-- How many jobs with an id above $1 exist, how many succeeded and how many failed (polled
+-- during the drain; $1 leaves out rows kept from before, as bench/bigtable.py keeps them).
 SELECT count(*) AS total,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
        count(*) FILTER (WHERE status = 'failed') AS failed
-FROM {schema}.jobs;
+FROM {schema}.jobs
+WHERE id > $1;
 
 -- name: dashboard_fill :exec
 -- $1 jobs for bench/dashboard.py in one statement: one every 0.6 s back from now (a week
@@ -73,3 +75,27 @@ VACUUM ANALYZE {schema}.jobs;
 -- name: dashboard_drop_indexes :exec
 -- The indexes of migration 0007, dropped to time the pages without them.
 DROP INDEX {schema}.jobs_created_at_id, {schema}.jobs_finished_badly;
+
+-- name: fill_finished :exec
+-- $1 succeeded no-op jobs, finished $2 seconds ago (bench/bigtable.py): the rows a busy
+-- queue keeps for its retention period, written in one statement.
+INSERT INTO {schema}.jobs (
+    name, queue, status, payload, result, headers, priority, attempt, max_attempts,
+    run_at, created_at, started_at, finished_at, worker_id
+)
+SELECT 'bench.noop', 'default', 'succeeded', jsonb_build_object('n', g), 'null'::jsonb, '{}',
+       0, 1, 3, t, t, t, t, 'bench-fill'
+FROM generate_series(1, $1) AS g,
+     LATERAL (SELECT now() - make_interval(secs => $2) - make_interval(secs => g / 1000.0) AS t) AS at;
+
+-- name: finished_count :one
+-- Finished jobs in the table (bench/bigtable.py, while pruning).
+SELECT count(*) FROM {schema}.jobs WHERE status = 'succeeded';
+
+-- name: table_size :one
+-- The jobs table with its indexes and TOAST, in bytes.
+SELECT pg_total_relation_size('{schema}.jobs');
+
+-- name: max_job_id :one
+-- The highest job id so far (0: none); jobs enqueued later have higher ones.
+SELECT coalesce(max(id), 0) FROM {schema}.jobs;
