@@ -255,6 +255,42 @@ async def test_inspect_stats_counts_per_queue_and_throughput(env: dict[str, str]
     assert re.search(r"reports\W+queued\W+2\W+\d+s\W+-\W+-\W", table), table
 
 
+async def test_inspect_stats_estimates_succeeded_jobs_in_a_big_table(env: dict[str, str]) -> None:
+    """Above a million rows (as the planner counts them) succeeded jobs are estimated from a
+    sample, marked so; every other count, and the finishes in the window, stay exact."""
+    jobs = f'"{env["POLYQUEUE_SCHEMA"]}".jobs'
+    async with started_app(env) as app:
+        done = await app.enqueue_many("t.echo", [Item(n=n) for n in range(3)])
+        await app.enqueue("t.echo", Item(n=9))
+        pool = app.store.pool
+        await pool.execute(
+            f"UPDATE {jobs} SET status = 'succeeded', finished_at = now()"
+            " WHERE id = ANY($1::bigint[])",
+            done,
+        )
+        small = as_json("inspect", "stats", env=env)
+        await pool.execute(f"ALTER TABLE {jobs} SET (autovacuum_enabled = false)")
+        try:
+            await pool.execute(
+                "UPDATE pg_class SET reltuples = 2000000 WHERE oid = $1::regclass", jobs
+            )
+            big = as_json("inspect", "stats", env=env)
+            table = ok("inspect", "stats", env=env)
+        finally:
+            await pool.execute(f"ALTER TABLE {jobs} RESET (autovacuum_enabled)")
+
+    exact = {(r["queue"], r["status"]): r for r in small["rows"]}
+    assert exact["mail", "succeeded"]["jobs"] == 3
+    assert not exact["mail", "succeeded"]["estimated"]
+    rows = {(r["queue"], r["status"]): r for r in big["rows"]}
+    succeeded = rows["mail", "succeeded"]
+    assert succeeded["estimated"]
+    assert succeeded["finished_in_window"] == 3  # exact
+    assert succeeded["jobs"] >= 3  # a 1% sample, scaled: never below the exact finishes
+    assert (rows["mail", "queued"]["jobs"], rows["mail", "queued"]["estimated"]) == (1, False)
+    assert re.search(r"mail\W+succeeded\W+~\d+", table), table
+
+
 def test_inspect_stats_on_an_empty_schema(env: dict[str, str]) -> None:
     assert ok("migrate", env=env)
     assert as_json("inspect", "stats", env=env) == {"window_seconds": 300, "rows": []}

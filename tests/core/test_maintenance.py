@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
-from polyqueue import DatabaseUnavailableError
+from polyqueue import DatabaseUnavailableError, maintenance
 from polyqueue.job import Outcome
 from polyqueue.maintenance import Maintenance, MaintenanceReport
 from polyqueue.notices import decode_notice
@@ -547,6 +547,27 @@ async def test_prune_deletes_finished_jobs_past_retention_only(make_app, db) -> 
         left = await db.fetch("SELECT id FROM polyqueue.jobs ORDER BY id")
         assert [r["id"] for r in left] == [ids[1], ids[2], ids[5], ids[6], ids[7]]
         assert (await Maintenance(app.runtime).run_once()).pruned == 0
+
+
+async def test_a_prune_backlog_goes_in_batches_of_their_own_after_the_round(
+    make_app, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "PRUNE_SECONDS", 600.0)  # a bound, never reached here
+    app = build_app(make_app, retention_succeeded=600)
+    async with app:
+        await db.execute(
+            "INSERT INTO polyqueue.jobs (name, queue, status, payload, max_attempts, finished_at)"
+            " SELECT 'maint.work', 'q', 'succeeded', '{}', 3, now() - interval '1 hour'"
+            " FROM generate_series(1, $1)",
+            maintenance.BATCH * 2 + 500,
+        )
+        kept = await app.enqueue("maint.work", Item(n=1))
+
+        report = await Maintenance(app.runtime).run_once()
+
+        assert report.pruned == maintenance.BATCH * 2 + 500
+        left = await db.fetch("SELECT id FROM polyqueue.jobs")
+        assert [r["id"] for r in left] == [kept]
 
 
 # -- one leader -------------------------------------------------------------------------------

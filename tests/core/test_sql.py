@@ -94,7 +94,7 @@ def test_declared_transitions_are_exactly_the_table() -> None:
 @pytest.mark.parametrize("name", sorted(STATUS_CHANGING))
 def test_where_clause_names_exactly_the_declared_sources(name: str) -> None:
     query = STATUS_CHANGING[name]
-    found = re.findall(r"status IN \(([^)]*)\)", query.sql)
+    found = re.findall(r"status(?:::text)? IN \(([^)]*)\)", query.sql)
     assert found, f"{name} has no `status IN (...)` guard"
     guarded = {s.strip().strip("'") for s in found[0].split(",")}
     assert guarded == query.sources

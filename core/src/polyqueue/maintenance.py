@@ -3,7 +3,9 @@
 Each round, in one transaction under an advisory lock (the other workers skip the round):
 reap silent workers to `dead`; fail poison jobs and reclaim the other running jobs of workers
 that are gone; apply the timeout strategy to jobs past `timeout_at`; republish notices of jobs
-`queued` for too long; prune finished jobs past retention; fire due cron ticks.
+`queued` for too long; prune finished jobs past retention; fire due cron ticks. A prune
+backlog larger than one batch is worked off after the round's transaction, batch by batch,
+each its own short commit, for at most `PRUNE_SECONDS` per round.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ __all__ = ["Maintenance", "MaintenanceReport"]
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # rows per service per round; a backlog is worked off over several rounds
+PRUNE_SECONDS = 2.0
+"""Time a leader spends per round pruning a backlog beyond the round's own batch: finished
+rows come in as fast as jobs finish, so one batch per round could never keep up."""
 UNFINISHED = [status.value for status in JobStatus if status not in FINISHED]
 
 
@@ -111,8 +116,23 @@ class Maintenance:
                 await runtime.broker.publish_in(connection, messages)
                 messages = []
         await runtime.publisher.publish(messages)
+        if report.pruned == BATCH:
+            report.pruned += await self._prune_backlog()
         await self._sample_depth()
         return report
+
+    async def _prune_backlog(self) -> int:
+        """Prune batch after batch, each its own statement and commit (no lock held between
+        them: workers are never kept waiting), until a batch comes back short or
+        `PRUNE_SECONDS` have passed; the rows deleted."""
+        deadline = time.monotonic() + PRUNE_SECONDS
+        pruned = 0
+        while time.monotonic() < deadline:
+            deleted = await self._prune(self._runtime.store.pool)
+            pruned += deleted
+            if deleted < BATCH:
+                break
+        return pruned
 
     async def _sample_depth(self) -> None:
         """Emit the queue-depth event per queue and unfinished status, zeros included (so a

@@ -90,6 +90,7 @@ def stats_rows(rows: list[Record], window_seconds: float) -> list[dict[str, Any]
                 "queue": row["queue"],
                 "status": row["status"],
                 "jobs": row["jobs"],
+                "estimated": row["estimated"],
                 "oldest_queued_seconds": None if oldest is None else float(oldest),
                 "finished_in_window": row["recent"] if finished else None,
                 "per_minute": round(row["recent"] * 60 / window_seconds, 3) if finished else None,
@@ -110,7 +111,7 @@ def _stats_table(rows: list[dict[str, Any]], window: timedelta) -> Table:
         table.add_row(
             plain(row["queue"]),
             plain(row["status"]),
-            plain(row["jobs"]),
+            plain(f"~{row['jobs']}" if row["estimated"] else row["jobs"]),
             plain(format_age(row["oldest_queued_seconds"])),
             plain(row["finished_in_window"]),
             plain(per_minute),

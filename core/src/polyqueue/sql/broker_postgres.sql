@@ -47,7 +47,8 @@ RETURNING m.id, m.queue, m.body, m.deliveries, m.priority;
 -- and claim their queued jobs for worker $1 (timeout grace $2) with the core's claim,
 -- except the jobs in $3 (this worker still holds an attempt of them). One row per leased
 -- message: job_id is NULL when the body is not a notice as `polyqueue.notices` writes it,
--- the job's columns are NULL unless claimed.
+-- the job's columns are NULL unless claimed. The status is compared as text, as in
+-- `job_claim_many`, so that the jobs are found by their primary key whatever the statistics.
 -- transition: queued -> running
 WITH leased AS (
     {{message_lease +3}}
@@ -60,7 +61,7 @@ WITH leased AS (
     WHERE j.id IN (
         SELECT id FROM {schema}.jobs AS c
         WHERE id IN (SELECT job_id FROM leased) AND id <> ALL($3::bigint[])
-          AND status IN ('queued') AND {{claim_unrestrained}}
+          AND status::text IN ('queued') AND {{claim_unrestrained}}
         FOR UPDATE SKIP LOCKED
     )
     {{claim_returning}}

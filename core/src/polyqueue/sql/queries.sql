@@ -223,13 +223,17 @@ RETURNING {{claimed_columns}}
 
 -- name: job_claim_many :many
 -- Claim the queued jobs among the ids $3 for worker $1 (timeout grace $2), counting an
--- attempt each.
+-- attempt each. The status is compared as text so that only the primary key can find the
+-- rows: with `status = 'queued'` the planner may walk a partial index of every queued job
+-- instead, which it believes holds a handful when its statistics are older than the backlog
+-- (a table of millions of finished rows is analyzed rarely): a scan of the whole backlog
+-- per claim.
 -- transition: queued -> running
 UPDATE {schema}.jobs AS j
 {{claim_set}}
 WHERE j.id IN (
     SELECT id FROM {schema}.jobs AS c
-    WHERE id = ANY($3::bigint[]) AND status IN ('queued') AND {{claim_unrestrained}}
+    WHERE id = ANY($3::bigint[]) AND status::text IN ('queued') AND {{claim_unrestrained}}
     FOR UPDATE SKIP LOCKED
 )
 {{claim_returning}};
@@ -474,11 +478,46 @@ LIMIT $5;
 
 -- name: job_stats :many
 -- Per queue and status: how many jobs, the oldest queued one's age, and finishes in $1 s.
-SELECT queue, status::text AS status, count(*) AS jobs,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'queued')) AS oldest_age,
-       count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS recent
-FROM {schema}.jobs
-GROUP BY queue, status
+-- Every status but `succeeded` is counted exactly, through the (status, queue) index; so is
+-- `succeeded` while the planner counts under a million rows in the table. Above that, an
+-- exact count would read millions of rows (seconds): the succeeded jobs are counted in a 1%
+-- sample of the table's pages and scaled up (`estimated`), their finishes in $1 s still
+-- exactly (index on finished_at).
+WITH big AS (
+    SELECT c.reltuples >= 1000000 AS yes FROM pg_class AS c
+    WHERE c.oid = '{schema}.jobs'::regclass
+), sampled AS (
+    SELECT queue, (count(*) * 100)::bigint AS jobs
+    FROM {schema}.jobs TABLESAMPLE SYSTEM (1)
+    WHERE status = 'succeeded' AND (SELECT yes FROM big)
+    GROUP BY queue
+), finishing AS (
+    SELECT queue, count(*) AS recent
+    FROM {schema}.jobs
+    WHERE status = 'succeeded' AND finished_at > now() - make_interval(secs => $1)
+      AND (SELECT yes FROM big)
+    GROUP BY queue
+), counted AS (
+    SELECT queue, status, count(*) AS jobs, false AS estimated,
+           extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'queued')) AS oldest_age,
+           count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS recent
+    FROM {schema}.jobs
+    WHERE status = ANY(array_remove(enum_range(NULL::{schema}.job_status), 'succeeded'))
+    GROUP BY queue, status
+    UNION ALL
+    SELECT queue, status, count(*), false, NULL,
+           count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1))
+    FROM {schema}.jobs
+    WHERE status = 'succeeded' AND NOT (SELECT yes FROM big)
+    GROUP BY queue, status
+    UNION ALL
+    SELECT coalesce(s.queue, f.queue), 'succeeded'::{schema}.job_status,
+           greatest(coalesce(s.jobs, 0), coalesce(f.recent, 0)), true, NULL, coalesce(f.recent, 0)
+    FROM sampled AS s
+    FULL JOIN finishing AS f ON f.queue = s.queue
+)
+SELECT queue, status::text AS status, jobs, estimated, oldest_age, recent
+FROM counted
 ORDER BY queue, status;
 
 -- name: worker_list :many
