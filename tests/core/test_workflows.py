@@ -411,3 +411,18 @@ async def test_pruning_takes_edges_and_emptied_workflows_along(make_app: AppFact
         assert await count_jobs(app) == (0, 0, 0)
         with pytest.raises(WorkflowNotFoundError, match=f"no workflow with id {done.id}"):
             await app.get_workflow(done.id or 0)
+
+
+async def test_a_released_job_under_a_limit_starts_through_flow_control(
+    make_app: AppFactory,
+) -> None:
+    app, _ = workflow_app(make_app)
+
+    @app.register("wf.limited_sum", concurrency_limit=1)
+    async def limited_sum(payload: Empty, ctx: JobContext) -> int:
+        return sum(n.n for n in await ctx.results_of(Num))
+
+    async with app:
+        done = await app.chord("wf.double", [Num(n=1), Num(n=2)], "wf.limited_sum")
+        await app.run_until_idle()
+        assert await app.get_job_result(done.job_ids[-1]) == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from polyqueue.flow import flow_channel
 from polyqueue.producer import notices_of
 from polyqueue.store.records import InsertedJob
 
@@ -29,20 +30,20 @@ async def insert_workflow(
     maintenance settles whatever a crash in between left.
     """
     store, producer = runtime.store, runtime.producer
-    channel = producer.announce_channel
+    channel, flow = producer.announce_channel, flow_channel(runtime.settings)
     if connection is not None:
-        inserted = await store.workflow_insert(rows, connection, channel)
+        inserted = await store.workflow_insert(rows, connection, channel, flow)
         await producer.announce_in(connection, inserted.jobs)
         if rows.existing:
-            released = await store.dependency_settle(rows.existing, connection, channel)
+            released = await store.dependency_settle(rows.existing, connection, channel, flow)
             await producer.announce_in(connection, _as_inserted(released))
         return inserted
     if channel is None and runtime.broker.capabilities.transactional_publish:
         async with store.transaction() as own:
-            inserted = await store.workflow_insert(rows, own, channel)
+            inserted = await store.workflow_insert(rows, own, channel, flow)
             await producer.announce_in(own, inserted.jobs)
     else:
-        inserted = await store.workflow_insert(rows, store.pool, channel)
+        inserted = await store.workflow_insert(rows, store.pool, channel, flow)
         if channel is None:
             await runtime.publisher.publish(notices_of(inserted.jobs))
     if rows.existing:
@@ -56,11 +57,12 @@ async def settle(
     """Settle the edges of those of `job_ids` that finished; ring for what it released (in
     `connection`'s transaction if given, else in a statement of its own)."""
     store, channel = runtime.store, runtime.producer.announce_channel
+    flow = flow_channel(runtime.settings)
     if connection is not None:
-        released = await store.dependency_settle(job_ids, connection, channel)
+        released = await store.dependency_settle(job_ids, connection, channel, flow)
         await runtime.producer.announce_in(connection, _as_inserted(released))
         return released
-    released = await store.dependency_settle(job_ids, store.pool, channel)
+    released = await store.dependency_settle(job_ids, store.pool, channel, flow)
     await ring_released(runtime, released)
     return released
 

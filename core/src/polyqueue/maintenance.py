@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from polyqueue.cron import fire_due
 from polyqueue.events import QueueDepth
+from polyqueue.flow import flow_channel
 from polyqueue.notices import notice_message
 from polyqueue.plugins import emit
 from polyqueue.status import FINISHED, JobStatus
@@ -172,7 +173,8 @@ class Maintenance:
         if not finished:
             return []
         channel = self._runtime.producer.announce_channel
-        released = await store.dependency_settle(finished, connection, channel)
+        flow = flow_channel(self._runtime.settings)
+        released = await store.dependency_settle(finished, connection, channel, flow)
         report.released = [r.id for r in released]
         if channel is not None:  # the statement wrote their notices
             return []

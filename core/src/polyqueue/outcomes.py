@@ -48,6 +48,7 @@ class OutcomeWriter:
         broker: Broker,
         on_scheduled: Callable[[datetime], None],
         on_released: Callable[[list[ReleasedJob]], Awaitable[None]] | None = None,
+        flow_channel: str | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -56,6 +57,7 @@ class OutcomeWriter:
         self._announce_channel = colocation.announce_channel if colocation is not None else None
         self._on_scheduled = on_scheduled
         self._on_released = on_released
+        self._flow_channel = flow_channel
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -167,12 +169,17 @@ class OutcomeWriter:
         if self._acks_in_statement:  # notices are rows of broker_messages: one statement
             receipts = [delivery.handle for delivery in deliveries]
             return await self._store.job_complete_many(
-                outcomes, receipts=receipts, announce_channel=self._announce_channel
+                outcomes,
+                receipts=receipts,
+                announce_channel=self._announce_channel,
+                flow_channel=self._flow_channel,
             )
         if not self._broker.capabilities.transactional_ack:
-            return await self._store.job_complete_many(outcomes)
+            return await self._store.job_complete_many(outcomes, flow_channel=self._flow_channel)
         async with self._store.transaction() as connection:
-            rows = await self._store.job_complete_many(outcomes, connection)
+            rows = await self._store.job_complete_many(
+                outcomes, connection, flow_channel=self._flow_channel
+            )
             await self._broker.ack_in(connection, deliveries)
         return rows
 

@@ -111,6 +111,7 @@ class Worker:
             runtime.broker,
             self._scheduler.wake_at,
             on_released=lambda released: ring_released(runtime, released),
+            flow_channel=flow_channel(settings),
         )
         self._flow_channel = flow_channel(settings)
         self._control = Listener(

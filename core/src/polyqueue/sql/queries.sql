@@ -251,7 +251,8 @@ WHERE j.id IN (
 -- whole: a statement costs what it settles, however many jobs wait.
 -- `released` is what was queued, `held_back` those flow control starts; with a channel in
 -- $1 (the built-in `postgres` broker) the notices of the others are written and `woken`
--- NOTIFYs once per queue.
+-- NOTIFYs once per queue, and once the flow channel $2 if a released job is held back (the
+-- workers look for held-back jobs then).
 settled AS (
     UPDATE {schema}.job_dependencies AS e
     SET settled = true
@@ -323,8 +324,12 @@ settled AS (
     ORDER BY r.id
     RETURNING queue
 ), woken AS (
-    SELECT count(pg_notify($1, q.queue)) AS notices
-    FROM (SELECT DISTINCT queue FROM released_notices) AS q
+    SELECT (SELECT count(pg_notify($1, q.queue))
+            FROM (SELECT DISTINCT queue FROM released_notices) AS q)
+         + (SELECT count(pg_notify($2, ''))
+            FROM (SELECT FROM released AS r
+                  WHERE $2::text IS NOT NULL AND r.status = 'queued' AND r.held_back
+                  LIMIT 1) AS h) AS notices
 )
 
 -- name: job_complete_many :many
@@ -333,7 +338,8 @@ settled AS (
 -- for a give-back. With receipts in $10 and $11 (the built-in `postgres` broker beside the
 -- jobs), the same statement acks their notices as `message_delete_many` does: one commit.
 -- A finished job with dependents settles their edges in this statement (`settle_dependents`,
--- channel $12): the rows with `released` true are the dependents it queued or scheduled.
+-- channels $12 and $13): the rows with `released` true are the dependents it queued or
+-- scheduled.
 -- transition: running -> succeeded | failed | scheduled
 WITH acked AS (
     DELETE FROM {schema}.broker_messages AS m

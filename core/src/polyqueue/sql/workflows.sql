@@ -19,7 +19,8 @@
 -- dependency's position or (NULL) the existing job $16, the failure policy. $18: the
 -- workflow's name (NULL: no workflow row), $19 its policy, $20 the existing jobs depended on
 -- (distinct), $21 the `postgres` broker's channel (notices as `job_insert_many` writes
--- them). If an id in $20 names no job, nothing is written and `missing` lists them.
+-- them), $22 the flow channel, NOTIFYed if a job it queued is held back by flow control.
+-- If an id in $20 names no job, nothing is written and `missing` lists them.
 WITH known AS (
     SELECT id FROM {schema}.jobs WHERE id = ANY($20::bigint[])
 ), missing AS (
@@ -94,16 +95,20 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM missing) AS missing,
        (SELECT count(*) FROM edges) AS edges,
        (SELECT count(*) FROM marked) AS marked,
        (SELECT count(pg_notify($21, q.queue))
-        FROM (SELECT DISTINCT queue FROM notices) AS q) AS woken;
+        FROM (SELECT DISTINCT queue FROM notices) AS q)
+     + (SELECT count(pg_notify($22, ''))
+        FROM (SELECT FROM held
+              WHERE $22::text IS NOT NULL AND status = 'queued' AND held_back
+              LIMIT 1) AS h) AS woken;
 
 -- name: dependency_settle :many
--- Settle the edges of those of the jobs $2 that have finished (see `settle_dependents`,
--- channel $1); return the dependents it released. Idempotent: edges settled before are
--- left alone.
+-- Settle the edges of those of the jobs $3 that have finished (see `settle_dependents`,
+-- channels $1 and $2); return the dependents it released. Idempotent: edges settled before
+-- are left alone.
 -- transition: waiting -> queued | scheduled | cancelled
 WITH finished AS (
     SELECT id, status::text AS status, result FROM {schema}.jobs
-    WHERE id = ANY($2::bigint[]) AND has_dependents
+    WHERE id = ANY($3::bigint[]) AND has_dependents
       AND status NOT IN ('waiting', 'scheduled', 'queued', 'running')
 ), {{settle_dependents}}
 SELECT r.id, r.status, r.run_at, r.queue, r.priority, r.held_back,

@@ -301,6 +301,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         executor: SqlExecutor | None = None,
         receipts: Sequence[tuple[int, int]] = (),
         announce_channel: str | None = None,
+        flow_channel: str | None = None,
     ) -> CompletedJobs:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
         fenced off), each with its `run_at` if it was scheduled (a retry or a snooze; a
@@ -308,7 +309,8 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         released (their edges are settled in the same statement).
 
         `receipts` of the built-in `postgres` broker's deliveries are acked in the same
-        statement, and with `announce_channel` the released jobs' notices are written.
+        statement, and with `announce_channel` the released jobs' notices are written;
+        `flow_channel` is NOTIFYed if a released job is held back by flow control.
         """
         columns = (
             [o.job_id for o in outcomes],
@@ -323,7 +325,11 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         )
         with translate_errors("record outcomes"):
             rows = await (executor or self.pool).fetch(
-                self._sql["job_complete_many"], *columns, *_unzip(receipts), announce_channel
+                self._sql["job_complete_many"],
+                *columns,
+                *_unzip(receipts),
+                announce_channel,
+                flow_channel,
             )
         completed = CompletedJobs(
             (row["id"], row["run_at"] if row["status"] == "scheduled" else None)

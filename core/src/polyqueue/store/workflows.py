@@ -31,14 +31,19 @@ class WorkflowQueries:
         def pool(self) -> asyncpg.Pool: ...
 
     async def workflow_insert(
-        self, workflow: NewWorkflow, executor: SqlExecutor, announce_channel: str | None = None
+        self,
+        workflow: NewWorkflow,
+        executor: SqlExecutor,
+        announce_channel: str | None = None,
+        flow_channel: str | None = None,
     ) -> InsertedWorkflow:
         """Insert the jobs and edges of `workflow` in one statement; with `announce_channel`,
-        the notices of the jobs it queued too. `DependencyNotFoundError` (nothing written) if
-        an existing job it depends on is missing."""
+        the notices of the jobs it queued too (`flow_channel` is NOTIFYed if one is held
+        back). `DependencyNotFoundError` (nothing written) if an existing job it depends on
+        is missing."""
         with translate_errors("enqueue workflow"):
             row = await executor.fetchrow(
-                self._sql["workflow_insert"], *workflow.columns(), announce_channel
+                self._sql["workflow_insert"], *workflow.columns(), announce_channel, flow_channel
             )
         if row["missing"]:
             raise DependencyNotFoundError(row["missing"])
@@ -56,12 +61,17 @@ class WorkflowQueries:
         return InsertedWorkflow(row["workflow_id"], jobs)
 
     async def dependency_settle(
-        self, job_ids: Sequence[int], executor: SqlExecutor, announce_channel: str | None = None
+        self,
+        job_ids: Sequence[int],
+        executor: SqlExecutor,
+        announce_channel: str | None = None,
+        flow_channel: str | None = None,
     ) -> list[ReleasedJob]:
-        """Settle the edges of those of `job_ids` that finished; return what it released."""
+        """Settle the edges of those of `job_ids` that finished; return what it released
+        (notices and NOTIFYs as `job_complete_many` writes them)."""
         with translate_errors("settle dependencies"):
             rows = await executor.fetch(
-                self._sql["dependency_settle"], announce_channel, list(job_ids)
+                self._sql["dependency_settle"], announce_channel, flow_channel, list(job_ids)
             )
         return released_jobs(rows)
 
