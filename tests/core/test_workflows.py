@@ -5,8 +5,10 @@ tests/e2e/test_workflow_processes.py."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
+import asyncpg
 import pytest
 from pydantic import BaseModel
 
@@ -22,6 +24,7 @@ from polyqueue import (
     WorkflowNotFoundError,
 )
 from polyqueue.status import JobStatus
+from polyqueue.testing.helpers import running_worker
 
 if TYPE_CHECKING:
     from tests.conftest import AppFactory
@@ -426,3 +429,48 @@ async def test_a_released_job_under_a_limit_starts_through_flow_control(
         done = await app.chord("wf.double", [Num(n=1), Num(n=2)], "wf.limited_sum")
         await app.run_until_idle()
         assert await app.get_job_result(done.job_ids[-1]) == 6
+
+
+@pytest.fixture(params=["none", "redis", "pgmq"])
+async def other_broker(
+    request: pytest.FixtureRequest, clean_database: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, object]:
+    """Settings of a broker whose notices are not rows beside the jobs: released jobs are
+    announced by the publisher after the commit (redis, none) or in the transaction (pgmq)."""
+    name: str = request.param
+    settings: dict[str, object] = {"queue_backend": name}
+    if name == "redis":
+        settings |= {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_key_prefix": f"pqwf:{uuid.uuid4().hex}:",
+        }
+    elif name == "pgmq":
+        from polyqueue_pgmq import install  # noqa: PLC0415  (only this parameter needs it)
+
+        connection = await asyncpg.connect(clean_database)
+        try:
+            await install(connection)
+        finally:
+            await connection.close()
+        settings |= {"pgmq_queue_prefix": f"w{uuid.uuid4().hex[:8]}_", "pgmq_poll_interval": 0.2}
+    for key, value in settings.items():  # a plugin's settings come from the environment
+        if key != "queue_backend":
+            monkeypatch.setenv(f"POLYQUEUE_{key.upper()}", str(value))
+    return {"queue_backend": name}
+
+
+async def test_workflows_on_brokers_beside_or_apart_from_the_jobs(
+    make_app: AppFactory, other_broker: dict[str, object]
+) -> None:
+    app, ran = workflow_app(make_app, **other_broker)
+    async with app:
+        done = await app.chord("wf.double", [Num(n=i) for i in range(4)], "wf.sum")
+        chain = await app.chain("wf.double", Num(n=1), "wf.add_one")
+        async with running_worker(app, concurrency=4):
+            callback = await app.wait_for(done.job_ids[-1], timeout=30)
+            last = await app.wait_for(chain.job_ids[-1], timeout=30)
+            later = await app.enqueue("wf.add_one", Num(n=5), depends_on=[chain.job_ids[-1]])
+            assert (await app.wait_for(later, timeout=30)).status is JobStatus.SUCCEEDED
+    assert callback.result == {"total": 12}
+    assert last.result == {"n": 3}
+    assert ran.count("sum [0, 2, 4, 6]") == 1
