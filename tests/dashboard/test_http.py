@@ -409,3 +409,23 @@ async def test_odd_query_values_never_make_a_500(client: Client, path: str) -> N
             assert response.status_code < 500, (path, key, value, response.text)
             if response.status_code >= 400:
                 assert key in response.text, (path, key, value, response.text)
+
+
+async def test_a_post_that_is_not_a_form_is_a_415(client: Client) -> None:
+    http = await client()
+    response = await http.post("/jobs/action", json={"action": "cancel", "id": [1]})
+    assert response.status_code == 415
+    assert "form" in response.text
+
+
+async def test_non_ascii_tokens_and_cookies_are_refused_not_crashed(
+    app: Polyqueue, client: Client
+) -> None:
+    job_id = await app.enqueue("reports.build", {"pages": 1})
+    http = await client(auth=TokenAuth(TOKEN))
+    form = {"action": "cancel", "csrf": "\u00e9t\u00e9"}
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    response = await http.post(f"/jobs/{job_id}/action", data=form, headers=headers)
+    assert response.status_code == 403
+    cookie = {"cookie": "polyqueue_auth=caf\u00e9".encode()}
+    assert (await http.get("/live/overview", headers=cookie)).status_code == 401

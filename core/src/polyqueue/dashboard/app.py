@@ -149,7 +149,10 @@ async def _refuse_write(request: Request, dashboard: Dashboard, path: str) -> Re
     """403 for a write in read-only mode or without the form's CSRF token; None to go on."""
     if dashboard.read_only and path not in {"/login", "/logout"}:
         return _error(request, 403, "this dashboard is read-only: it changes nothing")
-    form = await read_form(request)
+    try:
+        form = await read_form(request)
+    except HTTPException as exc:  # raised here, outside the routes' exception handlers
+        return _error(request, exc.status_code, str(exc.detail))
     token = str(form.get("csrf", ""))
     nonce = request.cookies.get(CSRF_COOKIE, "")
     if not nonce or not token or not dashboard.signer.verify("csrf", nonce, token):

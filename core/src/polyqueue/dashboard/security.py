@@ -108,7 +108,7 @@ class Signer:
 
     def verify(self, purpose: str, value: str, signature: str) -> bool:
         """Whether `signature` is `sign(purpose, value)` (in constant time)."""
-        return hmac.compare_digest(self.sign(purpose, value), signature)
+        return hmac.compare_digest(self.sign(purpose, value).encode(), signature.encode())
 
     @staticmethod
     def nonce() -> str:
