@@ -58,8 +58,10 @@ def ensure_chromium() -> None:
     if shutil.which("apt-get") is None:
         pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install it")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=env, timeout=900)
+    wait = ["-o", "DPkg::Lock::Timeout=600"]  # another test process may be installing it
+    subprocess.run(["apt-get", *wait, "update", "-q"], check=True, env=env, timeout=600)
+    install = ["apt-get", *wait, "install", "-y", "-q", "chromium"]
+    subprocess.run(install, check=True, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")
