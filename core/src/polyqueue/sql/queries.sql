@@ -675,7 +675,9 @@ RETURNING j.id, j.queue, j.priority;
 -- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds). The
 -- rows are locked and their status checked again as they are deleted, so a job an operator
 -- requeued meanwhile is never deleted. The edges a deleted job waited on go with it, and a
--- workflow with its last job.
+-- workflow with its last job. The check again compares statuses as text, so that the rows
+-- are found by their primary key: on the index of finished jobs, the planner would walk
+-- every prunable row (millions, in a backlog) for each batch.
 WITH doomed AS (
     SELECT id FROM {schema}.jobs
     WHERE (status = 'succeeded' AND finished_at < now() - make_interval(secs => $1))
@@ -686,9 +688,9 @@ WITH doomed AS (
 ), deleted AS (
     DELETE FROM {schema}.jobs AS j
     WHERE j.id IN (SELECT id FROM doomed)
-      AND ((j.status = 'succeeded' AND j.finished_at < now() - make_interval(secs => $1))
-        OR (j.status = 'failed' AND j.finished_at < now() - make_interval(secs => $2))
-        OR (j.status = 'cancelled' AND j.finished_at < now() - make_interval(secs => $3)))
+      AND ((j.status::text = 'succeeded' AND j.finished_at < now() - make_interval(secs => $1))
+        OR (j.status::text = 'failed' AND j.finished_at < now() - make_interval(secs => $2))
+        OR (j.status::text = 'cancelled' AND j.finished_at < now() - make_interval(secs => $3)))
     RETURNING j.id, j.workflow_id
 ), edges AS (
     DELETE FROM {schema}.job_dependencies AS e
