@@ -672,19 +672,34 @@ WHERE j.id IN (
 RETURNING j.id, j.queue, j.priority;
 
 -- name: job_prune :one
--- Delete up to $4 finished jobs older than their status's retention ($1..$3 seconds). The
+-- Delete up to $4 finished jobs of each status older than its retention ($1..$3 seconds). The
 -- rows are locked and their status checked again as they are deleted, so a job an operator
 -- requeued meanwhile is never deleted. The edges a deleted job waited on go with it, and a
 -- workflow with its last job. The check again compares statuses as text, so that the rows
 -- are found by their primary key: on the index of finished jobs, the planner would walk
 -- every prunable row (millions, in a backlog) for each batch.
-WITH doomed AS (
+WITH doomed_succeeded AS (
     SELECT id FROM {schema}.jobs
-    WHERE (status = 'succeeded' AND finished_at < now() - make_interval(secs => $1))
-       OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2))
-       OR (status = 'cancelled' AND finished_at < now() - make_interval(secs => $3))
+    WHERE status = 'succeeded' AND finished_at < now() - make_interval(secs => $1)
+    ORDER BY finished_at
     LIMIT $4
     FOR UPDATE SKIP LOCKED
+), doomed_failed AS (
+    SELECT id FROM {schema}.jobs
+    WHERE status = 'failed' AND finished_at < now() - make_interval(secs => $2)
+    ORDER BY finished_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), doomed_cancelled AS (
+    SELECT id FROM {schema}.jobs
+    WHERE status = 'cancelled' AND finished_at < now() - make_interval(secs => $3)
+    ORDER BY finished_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), doomed AS (  -- one ordered index scan per status, each stopping at $4 rows
+    SELECT id FROM doomed_succeeded
+    UNION ALL SELECT id FROM doomed_failed
+    UNION ALL SELECT id FROM doomed_cancelled
 ), deleted AS (
     DELETE FROM {schema}.jobs AS j
     WHERE j.id IN (SELECT id FROM doomed)

@@ -81,7 +81,7 @@ class MaintenanceQueries:
     async def job_prune(
         self, succeeded: float, failed: float, cancelled: float, limit: int, executor: SqlExecutor
     ) -> int:
-        """Delete up to `limit` finished jobs past their retention (seconds per status)."""
+        """Delete up to `limit` finished jobs of each status past its retention (seconds)."""
         with translate_errors("prune"):
             deleted: int = await executor.fetchval(
                 self._sql["job_prune"], succeeded, failed, cancelled, limit
