@@ -127,19 +127,30 @@ class RedisConnection:
     # -- commands -------------------------------------------------------------------------------
 
     async def publish(self, batches: Sequence[tuple[str, Sequence[Entry]]]) -> None:
-        """Store each (queue, entries) batch with one Lua call, all in one pipeline."""
+        """Store each (queue, entries) batch with one Lua call, all in one pipeline; a single
+        batch (one enqueue's notice) without one: a pipeline of scripts first asks Redis
+        whether they are loaded, one more round trip for every enqueue."""
+        if len(batches) == 1:
+            with self.translate("publish"):
+                reply = await self._publish_batch(*batches[0], self._require())
+            _log_dropped("publish", reply[1])
+            return
         async with self._require().pipeline(transaction=False) as pipe:
             for queue, entries in batches:
-                keys = self._keys.queue(queue)
-                args: list[Any] = [keys.doorbell]
-                for priority, delay, body in entries:
-                    args += (priority, _ms(delay), body)
-                key_list = [keys.ready, keys.delayed, keys.bodies, keys.priorities, keys.sequence]
-                await self._scripts["publish"](key_list, args, client=pipe)
+                await self._publish_batch(queue, entries, pipe)
             with self.translate("publish"):
                 replies = await pipe.execute()
         for reply in replies:
             _log_dropped("publish", reply[1])
+
+    async def _publish_batch(self, queue: str, entries: Sequence[Entry], client: Any) -> Any:
+        """The publish script's call for one queue's entries, on `client` (or a pipeline)."""
+        keys = self._keys.queue(queue)
+        args: list[Any] = [keys.doorbell]
+        for priority, delay, body in entries:
+            args += (priority, _ms(delay), body)
+        key_list = [keys.ready, keys.delayed, keys.bodies, keys.priorities, keys.sequence]
+        return await self._scripts["publish"](key_list, args, client=client)
 
     async def receive(self, queues: Sequence[str], max_messages: int, lease: float) -> Received:
         """Lease up to `max_messages` from `queues` in one Lua call."""
