@@ -328,3 +328,11 @@ async def test_receive_claiming_leases_every_notice_and_claims_only_what_it_may(
         "succeeded",
     ]
     assert await _receive_claiming(store, []) == []  # all still leased
+
+
+def test_job_stats_counts_every_status_but_succeeded_exactly() -> None:
+    """`job_stats` writes the statuses it counts exactly out: a new status must be added."""
+    listed = re.search(r"WHERE status IN \(([^)]*)\)", QUERIES["job_stats"].sql)
+    assert listed is not None
+    exact = {status.strip().strip("'") for status in listed[1].split(",")}
+    assert exact == {status.value for status in JobStatus} - {"succeeded"}
