@@ -103,6 +103,28 @@ async def test_a_queue_limit_holds_across_handlers(make_app: AppFactory) -> None
     assert gauge.most == 2
 
 
+async def test_a_limited_job_enqueued_to_an_idle_worker_starts(make_app: AppFactory) -> None:
+    """A held-back job has no notice; its insert tells the idle workers to look (a NOTIFY on
+    the flow channel), in every enqueue path: one job, a batch, a caller's transaction."""
+    gauge = Gauge()
+    gauge.release.set()
+    app = limited_app(make_app, gauge, concurrency_limit=2)
+
+    @app.register("flow.free", queue="flow")
+    async def free(payload: Item) -> int:
+        return payload.n
+
+    async with app, running_worker(app, concurrency=4):
+        first = await app.enqueue(free, Item(n=-1))  # done: past its first look, now idle
+        assert (await app.wait_for(first, timeout=30)).status is JobStatus.SUCCEEDED
+        ids = [await app.enqueue("flow.limited", Item(n=0))]
+        ids += await app.enqueue_many("flow.limited", [Item(n=1), Item(n=2)])
+        async with app.store.transaction() as connection:
+            ids.append(await app.enqueue("flow.limited", Item(n=3), connection=connection))
+        for job_id in ids:
+            assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+
+
 class Keyed(BaseModel):
     account: str
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyqueue.batching import InsertBatcher
 from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError
+from polyqueue.flow import flow_channel
 from polyqueue.handlers import check_storable
 from polyqueue.job import NewJobs
 from polyqueue.notices import notice_message
@@ -257,6 +258,7 @@ class Producer:
         self._handlers = handlers
         self._settings = settings
         self.outbox_channel = outbox_channel
+        self._flow_channel = flow_channel(settings)
         self._batcher = InsertBatcher(self._insert_batch)
 
     def build(
@@ -303,7 +305,16 @@ class Producer:
         return keys
 
     async def insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:
-        """Insert `jobs` and make sure their notices follow; return the rows in order."""
+        """Insert `jobs` and make sure their notices follow; return the rows in order. Jobs
+        that flow control holds back get no notice: the workers are told to look for them
+        instead (one `NOTIFY` on the flow channel, with the commit)."""
+        inserted = await self._insert(jobs, connection)
+        if any(row.created and row.status == "queued" and row.held_back for row in inserted):
+            executor = connection if connection is not None else self._store.pool
+            await self._store.notify(self._flow_channel, "", executor)
+        return inserted
+
+    async def _insert(self, jobs: NewJobs, connection: SqlExecutor | None) -> list[InsertedJob]:
         if connection is None and _batchable(jobs):
             return [await self._batcher.insert(jobs)]
         if self._announce_channel is not None:
