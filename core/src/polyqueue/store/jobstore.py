@@ -35,7 +35,6 @@ __all__ = ["CompletedJobs", "JobStore", "describe_url"]
 log = logging.getLogger(__name__)
 
 _UNIQUE_TRIES = 3  # a unique insert again if the job holding a key went away meanwhile
-CLAIM_POOL_SIZE = 2  # a worker claims in one loop; the second is for a flow claim beside it
 
 
 class CompletedJobs(dict[int, "datetime | None"]):
@@ -67,7 +66,6 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         self._sql = {name: query.sql for name, query in every.items()}
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._claim_pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         """Create the pool; fail fast with a clear error if the database cannot be reached."""
@@ -75,14 +73,6 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
             async with asyncio.timeout(self.options.connect_timeout):
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self._pool_size, **self.options.pool_arguments()
-                )
-                # Claims only, whose commits are not waited for (docs/decisions.md); it
-                # connects at the first claim, so an app that only enqueues opens none.
-                self._claim_pool = await asyncpg.create_pool(
-                    self.url,
-                    min_size=0,
-                    max_size=CLAIM_POOL_SIZE,
-                    **self.options.pool_arguments(wait_for_flush=False),
                 )
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseUnavailableError(
@@ -102,14 +92,13 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
                 await asyncio.wait_for(connection.close(), timeout=5)
 
     async def close(self) -> None:
-        """Close the pools, waiting briefly for connections in use."""
-        for pool in (self._claim_pool, self._pool):
-            if pool is not None:
-                try:
-                    await asyncio.wait_for(pool.close(), timeout=5)
-                except TimeoutError:
-                    pool.terminate()
-        self._pool = self._claim_pool = None
+        """Close the pool, waiting briefly for connections in use."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -117,14 +106,6 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         if self._pool is None:
             raise StoreError("the job store is not open: use `async with app:`")
         return self._pool
-
-    @property
-    def claim_pool(self) -> asyncpg.Pool:
-        """The pool of the claims, whose commits return before the disk flush: a claim lost
-        in a server crash only means the job runs again (its outcome then is fenced off)."""
-        if self._claim_pool is None:
-            raise StoreError("the job store is not open: use `async with app:`")
-        return self._claim_pool
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -290,7 +271,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
     ) -> list[ClaimedJob]:
         """Claim those of `job_ids` that are queued; the rest are not claimable."""
         with translate_errors("claim"):
-            rows = await self.claim_pool.fetch(
+            rows = await self.pool.fetch(
                 self._sql["job_claim_many"], worker_id, timeout_grace, list(job_ids)
             )
         return [ClaimedJob.from_row(row) for row in rows]
