@@ -137,17 +137,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
                 announce_channel,
                 _keys(jobs.concurrency_keys),
             )
-        return [
-            InsertedJob(
-                row["id"],
-                row["status"],
-                jobs.queue,
-                jobs.priority,
-                created=True,
-                held_back=row["held_back"],
-            )
-            for row in rows
-        ]
+        return [_inserted(row, jobs) for row in rows]
 
     async def job_insert_one(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
@@ -198,17 +188,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
                 [None if j.concurrency_keys is None else j.concurrency_keys[0] for j in batch],
                 announce_channel,
             )
-        return [
-            InsertedJob(
-                row["id"],
-                row["status"],
-                jobs.queue,
-                jobs.priority,
-                created=True,
-                held_back=row["held_back"],
-            )
-            for jobs, row in zip(batch, rows, strict=True)
-        ]
+        return [_inserted(row, jobs) for jobs, row in zip(batch, rows, strict=True)]
 
     async def job_insert_unique(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
@@ -233,14 +213,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
             late = [n for n, row in zip(todo, rows, strict=True) if row["id"] is None]
             for n, row in zip(todo, rows, strict=True):
                 if row["id"] is not None:
-                    result[n] = InsertedJob(
-                        row["id"],
-                        row["status"],
-                        jobs.queue,
-                        jobs.priority,
-                        row["created"],
-                        row["held_back"],
-                    )
+                    result[n] = _inserted(row, jobs, created=row["created"])
             holders = {}
             if late:  # held by jobs committed after the statement began: read them now
                 found = await self.job_key_holders([], [keys[n] for n in late], executor)
@@ -438,3 +411,10 @@ def _keys(keys: Sequence[str | None] | None) -> list[str | None] | None:
 
 def _unzip(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _inserted(row: Record, jobs: NewJobs, *, created: bool = True) -> InsertedJob:
+    """The `InsertedJob` of an insert statement's row for a job of `jobs`."""
+    return InsertedJob(
+        row["id"], row["status"], jobs.queue, jobs.priority, created, row["held_back"]
+    )
