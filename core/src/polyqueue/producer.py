@@ -326,7 +326,7 @@ class Producer:
             async with self._store.transaction() as own:
                 return await self._insert_in(own, jobs)
         inserted = await self._store.job_insert_many(jobs, self._store.pool)
-        await self._publisher.publish(_notices(inserted))
+        self._publisher.hand_off(_notices(inserted))
         return inserted
 
     @property
@@ -348,7 +348,7 @@ class Producer:
                     await self._broker.publish_in(own, messages)
                 return inserted
         inserted = await self._store.job_insert_batch(batch, self._store.pool)
-        await self._publisher.publish(_notices(inserted))
+        self._publisher.hand_off(_notices(inserted))
         return inserted
 
     async def close(self) -> None:

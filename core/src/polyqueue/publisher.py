@@ -19,6 +19,9 @@ __all__ = ["NoticePublisher"]
 
 log = logging.getLogger(__name__)
 
+MAX_HANDED_BATCH = 1000
+"""Handed-off notices published in one `publish` call at most."""
+
 MAX_BUFFERED = 100_000
 """Notices kept for retry while the broker is down; beyond, the maintenance loop's
 republishing of long-queued jobs is what rings for them."""
@@ -29,17 +32,46 @@ class NoticePublisher:
 
     If the broker is unreachable the notices wait in memory and a background task retries
     them with backoff, so the doorbell rings once the broker is back.
+
+    `hand_off` is the producer's fast path: the caller does not wait for the broker's round
+    trip, a sender task publishes what was handed off, in order, as one `publish` per round
+    (so a busy producer's notices go out in batches). `close` sends what is left.
     """
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._buffer: list[Message] = []
         self._retrying: asyncio.Task[None] | None = None
+        self._handed: list[Message] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._in_flight = 0
 
     @property
     def pending(self) -> int:
-        """Notices waiting for the broker to come back."""
-        return len(self._buffer)
+        """Notices not published yet: handed off and not sent, or waiting for the broker to
+        come back."""
+        return len(self._handed) + self._in_flight + len(self._buffer)
+
+    def hand_off(self, messages: Sequence[Message]) -> None:
+        """Publish `messages` soon, behind every notice handed off before; returns at once.
+        Their jobs are committed: if this process dies before the broker has them, the
+        republisher rings for the jobs (as for any notice a broker outage kept back)."""
+        if not messages:
+            return
+        self._handed.extend(messages)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(
+                self._send_handed(), name="polyqueue-notice-sender"
+            )
+
+    async def _send_handed(self) -> None:
+        while self._handed:
+            batch, self._handed = self._handed[:MAX_HANDED_BATCH], self._handed[MAX_HANDED_BATCH:]
+            self._in_flight = len(batch)
+            try:
+                await self.publish(batch)  # on failure the batch is kept for the retry task
+            finally:
+                self._in_flight = 0
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """Publish now, or keep the messages for the retry task; never raises broker errors."""
@@ -84,8 +116,15 @@ class NoticePublisher:
             backoff.reset()
         log.info("buffered notices published")
 
+    async def flush(self) -> None:
+        """Wait until every notice handed off so far was published or kept for retry."""
+        while self._sending is not None and not self._sending.done():
+            await asyncio.shield(self._sending)
+
     async def close(self) -> None:
-        """Stop retrying; what is still buffered is left to the republisher."""
+        """Send what was handed off, stop retrying; what is still buffered (the broker is
+        down) is left to the republisher."""
+        await self.flush()
         if self._retrying is not None:
             self._retrying.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from polyqueue.broker import BrokerEnvironment, Message
 from polyqueue.exceptions import BrokerUnavailableError, ConfigurationError
 from polyqueue.plugins import create_plugin_manager, select_broker
 from polyqueue.settings import PolyqueueSettings
+from polyqueue.testing.helpers import eventually
 from polyqueue_redis import RedisBroker, RedisBrokerSettings
 from polyqueue_redis.settings import redact_url
 
@@ -154,6 +155,26 @@ async def test_a_waiting_receive_wakes_on_a_publish_from_another_client(
         got = await asyncio.wait_for(waiting, 10)
     assert [d.body for d in got] == [b"ring"]
     assert time.monotonic() - started < 5  # woken by the doorbell, not by the 30 s timeout
+    await broker.ack(got)
+
+
+async def test_only_a_receiving_broker_subscribes_to_the_doorbells(
+    broker: RedisBroker, redis_client: Redis
+) -> None:
+    """A producer is not sent a doorbell for every notice it publishes: the subscription
+    starts with the first receive (and a receive racing it is rung once it is up)."""
+
+    async def subscribed() -> bool:
+        numsub = await redis_client.execute_command("PUBSUB", "NUMPAT")
+        return bool(numsub > before)
+
+    before = await redis_client.execute_command("PUBSUB", "NUMPAT")
+    name = queue()
+    await broker.publish([Message(name, b"first")])
+    assert not await subscribed()
+    got = await broker.receive([name], max_messages=5, wait_seconds=5)
+    assert [d.body for d in got] == [b"first"]
+    await eventually(subscribed)
     await broker.ack(got)
 
 

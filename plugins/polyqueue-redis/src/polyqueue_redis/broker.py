@@ -56,16 +56,23 @@ class RedisBroker(Broker):
         return cls(load_redis_settings(), lease_seconds=environment.settings.lease_seconds)
 
     async def start(self) -> None:
-        """Connect (failing at once if Redis cannot be reached) and subscribe to doorbells."""
+        """Connect, failing at once if Redis cannot be reached. The doorbell subscription
+        waits for the first `receive`, so an app that only enqueues is not sent a doorbell
+        for every notice it publishes."""
         from polyqueue_redis.connection import RedisConnection  # noqa: PLC0415  (lazy SDK import)
 
         connection = RedisConnection(self.settings, self.keys)
         await connection.open()
         self._connection, self._closed = connection, False
-        self._listener = asyncio.get_running_loop().create_task(
-            connection.listen(self._doorbell.ring, self._doorbell.ring_all),
-            name="polyqueue-redis-doorbell",
-        )
+
+    def _subscribe(self, connection: RedisConnection) -> None:
+        """Start the doorbell subscriber once. It rings every queue once subscribed, so a
+        receive that looked before the subscription was up looks again."""
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                connection.listen(self._doorbell.ring, self._doorbell.ring_all),
+                name="polyqueue-redis-doorbell",
+            )
 
     async def close(self) -> None:
         """Wake waiting receivers, stop the subscriber, close the pool. Idempotent."""
@@ -98,7 +105,7 @@ class RedisBroker(Broker):
         self, queues: Sequence[str], *, max_messages: int, wait_seconds: float
     ) -> list[Delivery]:
         """Lease ready messages; else wait for a doorbell, a lease or delay running out."""
-        self._require()  # a closed broker raises instead of returning at once, forever
+        self._subscribe(self._require())  # a closed broker raises, not returns at once
         deadline = time.monotonic() + wait_seconds
         waiter = self._wakeup.waiter()
         while not self._closed and queues and max_messages > 0 and not waiter.interrupted:
