@@ -59,10 +59,25 @@ class Intake:
             runtime.broker.interrupt, lambda: store.notify(channel, "", store.pool)
         )
 
-    async def take(self, limit: int, worker_id: str, held: Collection[int]) -> Claimed:
+    async def take(
+        self,
+        limit: int,
+        worker_id: str,
+        held: Collection[int],
+        *,
+        held_back_limit: int | None = None,
+    ) -> Claimed:
         """Up to `limit` jobs claimed for `worker_id`, with their deliveries; `held` are the
-        jobs the worker still holds an attempt of (never claimed twice)."""
-        if self.flow.take() and (flowing := await self._claim_held_back(limit, worker_id)):
+        jobs the worker still holds an attempt of (never claimed twice). Jobs held back by
+        flow control are claimed only up to `held_back_limit` (default `limit`): the worker
+        passes its free slots, so a limited job is never claimed ahead to wait for a slot
+        while another worker could run it."""
+        flow_limit = limit if held_back_limit is None else min(limit, held_back_limit)
+        if (
+            flow_limit > 0
+            and self.flow.take()
+            and (flowing := await self._claim_held_back(flow_limit, worker_id))
+        ):
             return flowing
         broker = self._runtime.broker
         if not self._colocated:

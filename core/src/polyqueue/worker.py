@@ -29,6 +29,7 @@ from polyqueue.logs import job_fields
 from polyqueue.maintenance import Maintenance
 from polyqueue.membership import Membership
 from polyqueue.outcomes import OutcomeWriter
+from polyqueue.pace import Pace
 from polyqueue.reporting import report_finished, report_started
 from polyqueue.scheduler import Scheduler
 from polyqueue.supervision import supervise
@@ -88,6 +89,10 @@ class Worker:
             on_thread_released=self._slot_freed.set,
         )
         self._running: dict[int, _Running] = {}
+        self._ready: dict[int, tuple[ClaimedJob, Delivery | None]] = {}
+        """Jobs claimed ahead (`Pace`), waiting for a slot, in claim order."""
+        self._pace = Pace()
+        self._dropping: set[asyncio.Task[None]] = set()
         self._stopped_by_shutdown: list[tuple[ClaimedJob, Delivery | None]] = []
         self._stopping = asyncio.Event()
         self._intake = Intake(
@@ -98,7 +103,7 @@ class Worker:
         )
         self._forced = asyncio.Event()
         self._membership = Membership(
-            runtime.store, self.queues, concurrency, lambda: len(self._running)
+            runtime.store, self.queues, concurrency, lambda: self.running_jobs
         )
         self._failure: WorkerLoopError | None = None
         self._started = False
@@ -128,8 +133,9 @@ class Worker:
 
     @property
     def running_jobs(self) -> int:
-        """How many jobs this worker runs right now (including outcomes being written)."""
-        return len(self._running)
+        """How many jobs this worker holds right now: running, their outcomes being written,
+        or claimed ahead and waiting for a slot."""
+        return len(self._running) + len(self._ready)
 
     def stop(self) -> None:
         """Stop consuming; in-flight jobs get the grace period, unless stop is called again."""
@@ -214,15 +220,19 @@ class Worker:
             if not self._membership.registered.is_set():
                 await wait_either(self._membership.registered, self._stopping)
                 return
-            if self.burst and not self._running and not await jobs_ready(store, self.queues):
+            if self.burst and not self.running_jobs and not await jobs_ready(store, self.queues):
                 log.info("worker %s: no job is ready to run; the burst is over", self.id)
                 self.stop()
                 return
             free = self._free_slots()
-            if free <= 0:
+            if free > 0 and self._ready:
+                self._start_ready(free)
+                return
+            room = free + self._pace.ahead(self.concurrency) - len(self._ready)
+            if room <= 0:
                 await self._wait_for_slot()
                 return
-            await self._consume(min(free, batch))
+            await self._consume(min(room, batch), max(free, 0))
 
         await supervise(
             f"worker {self.id}: consuming",
@@ -244,10 +254,23 @@ class Worker:
         self._slot_freed.clear()
         await wait_either(self._slot_freed, self._stopping)
 
-    async def _consume(self, limit: int) -> None:
-        """Claim up to `limit` jobs and start them."""
-        for job, delivery in await self._intake.take(limit, self.id, self._running.keys()):
-            self._start(job, delivery)
+    async def _consume(self, limit: int, free: int) -> None:
+        """Claim up to `limit` jobs (held-back jobs only for the `free` slots) and start as
+        many as slots are free; the others wait for a slot in `_ready`."""
+        loop = asyncio.get_running_loop()
+        held = self._running.keys() | self._ready.keys()
+        sent = loop.time()
+        claimed = await self._intake.take(limit, self.id, held, held_back_limit=free)
+        if len(claimed) == limit:
+            self._pace.claimed(loop.time() - sent)
+        for job, delivery in claimed:
+            self._ready[job.id] = (job, delivery)
+        self._start_ready(self._free_slots())
+
+    def _start_ready(self, slots: int) -> None:
+        """Start up to `slots` of the jobs claimed ahead, oldest claim first."""
+        for job_id in list(self._ready)[: max(slots, 0)]:
+            self._start(*self._ready.pop(job_id))
 
     def _start(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         task = asyncio.create_task(self._run_job(job, delivery), name=f"polyqueue-job-{job.id}")
@@ -261,6 +284,7 @@ class Worker:
             await self._run_and_record(job, delivery)
 
     async def _run_and_record(self, job: ClaimedJob, delivery: Delivery | None) -> None:
+        started = asyncio.get_running_loop().time()
         try:
             outcome = await self._execute(job)
         except asyncio.CancelledError:
@@ -269,6 +293,7 @@ class Worker:
             return
         self._running[job.id].recording = True  # from here on the task is not cancelled
         self._slot_freed.set()
+        self._pace.ran(asyncio.get_running_loop().time() - started)
         if delivery is None:  # a limited job: held-back jobs may start while its outcome waits
             self._intake.flow.handler_done()
         report_finished(self.runtime.plugin_manager, job, outcome, self.id)
@@ -323,10 +348,28 @@ class Worker:
                 self._stop_job(int(job_id), "taken away by an operator")
 
     def _stop_job(self, job_id: int, reason: str) -> None:
+        if job_id in self._ready:  # claimed ahead, never started
+            self._drop_ready(job_id, reason)
+            return
         running = self._running.get(job_id)
         if running is not None and running.stop_reason is None and not running.recording:
             running.stop_reason = reason
             running.task.cancel()
+
+    def _drop_ready(self, job_id: int, reason: str) -> None:
+        """Let go of a job claimed ahead that is no longer this worker's to run (lost, or
+        cancelled by an operator): its notice is acked, as a stopped job's is."""
+        job, delivery = self._ready.pop(job_id)
+        task = asyncio.create_task(self._settle_dropped(delivery), name=f"polyqueue-drop-{job.id}")
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+        log.info("job %s stopped before it started: %s", job.id, reason)
+
+    async def _settle_dropped(self, delivery: Delivery | None) -> None:
+        with contextlib.suppress(PolyqueueError):
+            await self.runtime.broker.ack(present([delivery]))
+        if delivery is None:
+            self._intake.flow.finished()
 
     # -- keeping alive ------------------------------------------------------------------------
 
@@ -343,15 +386,16 @@ class Worker:
         """Heartbeat every job this worker holds (a running job whose own heartbeat goes
         stale is reclaimed by maintenance, so a claim whose reply never arrived costs a
         reclaim, never a job), extend their deliveries, then the worker's own row."""
-        running = list(self._running.values())
-        if running:
+        held = [(r.job, r.delivery) for r in self._running.values()]
+        held += self._ready.values()
+        if held:
             alive = await self.runtime.store.job_heartbeat_many(
-                [(r.job.id, r.job.attempt) for r in running]
+                [(job.id, job.attempt) for job, _ in held]
             )
-            for r in running:
-                if r.job.id not in alive:
-                    self._stop_job(r.job.id, "lost")
-            deliveries = present([r.delivery for r in running if r.job.id in alive])
+            for job, _ in held:
+                if job.id not in alive:
+                    self._stop_job(job.id, "lost")
+            deliveries = present([delivery for job, delivery in held if job.id in alive])
             with contextlib.suppress(BrokerError):
                 await self.runtime.broker.extend(deliveries, self.runtime.broker.lease_seconds)
         await self._membership.heartbeat()
@@ -366,6 +410,8 @@ class Worker:
         few seconds at most (a second `stop()` cuts it short), whatever the database does."""
         loop = asyncio.get_running_loop()
         grace_ends = loop.time() + self.runtime.settings.shutdown_grace_seconds
+        self._stopped_by_shutdown += self._ready.values()  # never started: given back below
+        self._ready.clear()
         tasks = [r.task for r in self._running.values()]
         if tasks:
             grace = self.runtime.settings.shutdown_grace_seconds

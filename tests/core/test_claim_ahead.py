@@ -1,0 +1,99 @@
+"""Claims sized by what the worker can start soon (`polyqueue.pace`): with short handlers a
+worker claims jobs ahead of its free slots. They wait in the worker for a slot, never run
+beyond its concurrency, and are given back at shutdown without using an attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from polyqueue.pace import Pace
+from polyqueue.status import JobStatus
+from polyqueue.testing.helpers import eventually, running_worker
+
+if TYPE_CHECKING:
+    from tests.conftest import AppFactory
+
+
+class Item(BaseModel):
+    n: int
+
+
+def test_no_job_is_claimed_ahead_until_claims_and_handlers_are_measured() -> None:
+    pace = Pace()
+    assert pace.ahead(10) == 0
+    pace.claimed(0.002)
+    assert pace.ahead(10) == 0
+    pace.ran(0.0001)
+    assert pace.ahead(10) == 10  # handlers far shorter than a claim: one ahead per slot
+
+
+def test_handlers_longer_than_a_claim_get_nothing_ahead() -> None:
+    pace = Pace()
+    pace.claimed(0.002)
+    pace.ran(1.0)
+    assert pace.ahead(10) == 0
+
+
+def test_what_is_claimed_ahead_follows_what_a_slot_frees_during_a_claim() -> None:
+    pace = Pace()
+    pace.claimed(0.002)
+    pace.ran(0.005)  # a slot frees 0.4 times during one claim
+    assert pace.ahead(10) == 4
+
+
+async def test_jobs_claimed_ahead_wait_for_a_slot_and_are_given_back_at_shutdown(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    hold = asyncio.Event()
+    executing: list[int] = []
+    most = 0
+
+    @app.register("ahead.quick")
+    async def quick(payload: Item) -> int:
+        return payload.n
+
+    @app.register("ahead.slow")
+    async def slow(payload: Item) -> int:
+        nonlocal most
+        executing.append(payload.n)
+        most = max(most, len(executing))
+        try:
+            await hold.wait()
+        finally:
+            executing.remove(payload.n)
+        return payload.n
+
+    running = "SELECT id, attempt FROM polyqueue.jobs WHERE status = 'running' ORDER BY id"
+    async with app:
+        quick_ids = await app.enqueue_many(quick, [Item(n=i) for i in range(60)])
+        async with running_worker(app, concurrency=2) as worker:
+            for job_id in quick_ids:  # quick handlers: the worker learns to claim ahead
+                assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+            slow_ids = await app.enqueue_many(slow, [Item(n=i) for i in range(6)])
+            await eventually(lambda: len(executing) == 2)
+
+            async def claimed_ahead() -> bool:
+                return len(await app.store.pool.fetch(running)) == 4
+
+            await eventually(claimed_ahead)  # two running, two claimed and waiting
+            assert len(executing) == 2
+            assert worker.running_jobs == 4
+            held = {row["id"] for row in await app.store.pool.fetch(running)}
+            waiting_ids = held - {slow_ids[n] for n in executing}
+            worker.stop()
+            hold.set()
+            await worker.wait_stopped()
+        given_back = await app.store.pool.fetch(
+            "SELECT status::text, attempt - attempt_base AS used FROM polyqueue.jobs"
+            " WHERE id = ANY($1::bigint[])",
+            list(waiting_ids),
+        )
+        assert [tuple(row) for row in given_back] == [("queued", 0), ("queued", 0)]
+        await app.run_until_idle(concurrency=2)
+        for job_id in slow_ids:
+            assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+    assert most == 2
