@@ -95,6 +95,23 @@ async def test_pooled_connections_have_keepalives_and_the_statement_timeout(
         assert await unlimited.fetchval("SHOW statement_timeout") == "0"
 
 
+async def test_only_claims_commit_without_waiting_for_the_disk(
+    make_app, clean_database: str
+) -> None:
+    """The claims' pools (the store's claim pool, the built-in broker's pool) commit with
+    `synchronous_commit = off`; every other write (enqueue, outcome) keeps the server's own
+    setting (on by default; the test server may run without it)."""
+    app: Polyqueue = make_app(queue_backend="postgres")
+    setting = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
+    async with app:
+        async with app.store.pool.acquire() as connection:
+            assert (await connection.fetchrow(setting))["source"] != "client"
+        claim_pools = [app.store.claim_pool, app.runtime.broker._require_pool()]  # type: ignore[attr-defined]
+        for pool in claim_pools:
+            async with pool.acquire() as connection:
+                assert tuple(await connection.fetchrow(setting)) == ("off", "client")
+
+
 async def test_a_statement_past_the_timeout_is_retried_as_unavailable(make_app) -> None:
     app: Polyqueue = make_app(statement_timeout=0.2)
     async with app:

@@ -302,6 +302,65 @@ async def test_an_outcome_of_a_stale_attempt_changes_nothing(store: JobStore, db
     )
 
 
+async def test_an_attempt_number_claimed_twice_is_told_apart_by_the_worker(
+    store: JobStore, db: asyncpg.Connection
+) -> None:
+    """A claim lost in a server crash (claims do not wait for the disk) leaves its attempt
+    number to the next claim: the worker that ran the lost claim must not write into the
+    attempt another worker claimed under the same number."""
+    job_id = await insert_job(db, JobStatus.QUEUED)
+    (lost,) = await store.job_claim_many([job_id], "worker-a", 0)
+    await db.execute(  # what the crash undoes: the claim never reached the disk
+        "UPDATE polyqueue.jobs SET status = 'queued', attempt = attempt - 1, worker_id = NULL"
+        " WHERE id = $1",
+        job_id,
+    )
+    (again,) = await store.job_claim_many([job_id], "worker-b", 0)
+    assert again.attempt == lost.attempt
+    assert await store.job_heartbeat_many([(job_id, lost.attempt)], "worker-a") == set()
+    assert not await store.job_progress(job_id, lost.attempt, 0.5, "stale", "worker-a")
+    stale = Outcome(job_id, lost.attempt, "succeeded", result='"from a"')
+    assert await store.job_complete_many([stale], worker_id="worker-a") == {}
+    assert await store.job_release_many([(job_id, lost.attempt)], "worker-a") == set()
+    assert await store.job_heartbeat_many([(job_id, again.attempt)], "worker-b") == {job_id}
+    current = Outcome(job_id, again.attempt, "succeeded", result='"from b"')
+    assert set(await store.job_complete_many([current], worker_id="worker-b")) == {job_id}
+    job = await store.job_get(job_id)
+    assert (job.status, job.result, job.worker_id) == ("succeeded", "from b", "worker-b")
+
+
+async def test_an_outcome_acks_its_notice_only_if_it_is_stored(
+    store: JobStore, db: asyncpg.Connection
+) -> None:
+    """The outcome statement deletes the notice of a stored outcome; the notice of an
+    outcome fenced off is made available again, since its job may be queued once more."""
+    stored_id, fenced_id = [await insert_job(db, JobStatus.QUEUED) for _ in range(2)]
+    for job_id in (stored_id, fenced_id):
+        await db.execute(
+            "INSERT INTO polyqueue.broker_messages (queue, body) VALUES ('q', $1)",
+            encode_notice(job_id),
+        )
+    notices = await _receive_claiming(store, [])
+    by_job = {n.job.id: n for n in notices if n.job}
+    assert set(by_job) == {stored_id, fenced_id}
+    await db.execute(  # the claim of one was lost: its job is queued again
+        "UPDATE polyqueue.jobs SET status = 'queued', attempt = attempt - 1, worker_id = NULL"
+        " WHERE id = $1",
+        fenced_id,
+    )
+    outcomes = [Outcome(i, by_job[i].job.attempt, "succeeded", result="1") for i in by_job]
+    receipts = [by_job[o.job_id].delivery.handle for o in outcomes]
+    completed = await store.job_complete_many(outcomes, receipts=receipts)
+    assert set(completed) == {stored_id}
+    left = await db.fetch(
+        "SELECT convert_from(body, 'UTF8') AS body, available_at <= now() AS available"
+        " FROM polyqueue.broker_messages"
+    )
+    assert [(row["body"], row["available"]) for row in left] == [
+        (encode_notice(fenced_id).decode(), True)
+    ]
+
+
 async def test_receive_claiming_leases_every_notice_and_claims_only_what_it_may(
     store: JobStore, db: asyncpg.Connection
 ) -> None:

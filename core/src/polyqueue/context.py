@@ -55,7 +55,9 @@ class JobContext:
         """Record progress (0.0 to 1.0) and a message; also a heartbeat for this job."""
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
-        current = await self._store.job_progress(self.job_id, self.attempt, fraction, message)
+        current = await self._store.job_progress(
+            self.job_id, self.attempt, fraction, message, self.worker_id
+        )
         if not current:
             log.info("job %s attempt %s no longer owns the job", self.job_id, self.attempt)
 

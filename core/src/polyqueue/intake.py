@@ -143,14 +143,18 @@ class Intake:
             await runtime.broker.nack(mine, delay=LOOK_AGAIN_SECONDS)
         return claimed
 
-    async def give_back(self, stopped: Sequence[tuple[ClaimedJob, Delivery | None]]) -> None:
+    async def give_back(
+        self, stopped: Sequence[tuple[ClaimedJob, Delivery | None]], worker_id: str
+    ) -> None:
         """Queue jobs a stopping worker claimed but did not finish again, with fresh notices
         (their deliveries may have expired): one statement, one publish and one ack for all.
         A failure is left to maintenance, which reclaims what was not given back."""
         runtime = self._runtime
         with contextlib.suppress(PolyqueueError):
             jobs = [job for job, _ in stopped]
-            released = await runtime.store.job_release_many([(j.id, j.attempt) for j in jobs])
+            released = await runtime.store.job_release_many(
+                [(j.id, j.attempt) for j in jobs], worker_id
+            )
             notices = [notice_message(j.id, j.queue, j.priority) for j in jobs if j.id in released]
             await runtime.publisher.publish(notices)
             await runtime.broker.ack(present([delivery for _, delivery in stopped]))

@@ -19,7 +19,7 @@ from polyqueue.exceptions import (
 from polyqueue.supervision import supervise
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Collection
     from datetime import datetime
 
     from polyqueue.broker import Broker, Delivery
@@ -33,11 +33,14 @@ __all__ = ["OutcomeWriter"]
 log = logging.getLogger(__name__)
 
 _Pending = tuple["Outcome", "Delivery | None", "asyncio.Future[bool]"]
+_Written = list[tuple["Outcome", "Delivery | None"]]
 
 
 class OutcomeWriter:
     """Collects outcomes while the previous batch is being written, so one statement and one
-    commit serve many jobs without adding latency. Acks follow the commit, never precede it.
+    commit serve many jobs without adding latency. Acks follow the commit, never precede it,
+    and only the deliveries of outcomes stored are acked: the delivery of an outcome fenced
+    off is nacked, since its job may be queued again (a claim lost in a crash) and needs it.
     The statement also settles the edges of finished jobs with dependents; `on_released` is
     given the dependents it released once the commit is done (to publish their notices).
     """
@@ -49,6 +52,8 @@ class OutcomeWriter:
         on_scheduled: Callable[[datetime], None],
         on_released: Callable[[list[ReleasedJob]], Awaitable[None]] | None = None,
         flow_channel: str | None = None,
+        *,
+        worker_id: Callable[[], str] | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -58,6 +63,7 @@ class OutcomeWriter:
         self._on_scheduled = on_scheduled
         self._on_released = on_released
         self._flow_channel = flow_channel
+        self._worker_id = worker_id
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -109,17 +115,16 @@ class OutcomeWriter:
             raise
 
     async def _write(self, batch: list[_Pending]) -> None:
-        deliveries = present(delivery for _, delivery, _ in batch)
+        written = [(outcome, delivery) for outcome, delivery, _ in batch]
         try:
-            current = await self._write_until_stored([o for o, _, _ in batch], deliveries)
+            current = await self._write_until_stored(written)
         except (StoreError, BrokerError) as exc:
             if len(batch) > 1:  # one bad outcome must not hold back the others
                 for pending in batch:
                     await self._write([pending])
                 return
             current = await self._write_replacement(batch[0], exc)
-        if not self._broker.capabilities.transactional_ack:
-            await self._ack(deliveries)
+        await self._settle_deliveries(written, current)
         for outcome, _, future in batch:
             if not future.done():
                 future.set_result(outcome.job_id in current)
@@ -137,21 +142,19 @@ class OutcomeWriter:
             error_traceback=None,
         )
         try:
-            return await self._write_until_stored([failed], present([pending[1]]))
+            return await self._write_until_stored([(failed, pending[1])])
         except (StoreError, BrokerError) as exc:
             if not future.done():
                 future.set_exception(exc)
             return set()
 
-    async def _write_until_stored(
-        self, outcomes: list[Outcome], deliveries: list[Delivery]
-    ) -> set[int]:
+    async def _write_until_stored(self, written: _Written) -> set[int]:
         backoff = Backoff(base=0.05, cap=2.0)
         while True:
             try:
-                rows = await self._store_once(outcomes, deliveries)
+                rows = await self._store_once(written)
             except (DatabaseUnavailableError, BrokerUnavailableError) as exc:
-                log.warning("database unavailable, retrying %d outcomes: %s", len(outcomes), exc)
+                log.warning("database unavailable, retrying %d outcomes: %s", len(written), exc)
                 await backoff.sleep()
                 continue
             for run_at in [*rows.values(), *(r.run_at for r in rows.released)]:
@@ -161,34 +164,62 @@ class OutcomeWriter:
                 await self._on_released(rows.released)
             return set(rows)
 
-    async def _store_once(
-        self, outcomes: list[Outcome], deliveries: list[Delivery]
-    ) -> CompletedJobs:
-        """One commit: the outcomes (and the dependents they release), and the acks too when
-        the broker can join it."""
+    async def _store_once(self, written: _Written) -> CompletedJobs:
+        """One commit: the outcomes (and the dependents they release), and the acks of those
+        stored too when the broker can join it."""
+        outcomes = [outcome for outcome, _ in written]
+        worker_id = None if self._worker_id is None else self._worker_id()
         if self._acks_in_statement:  # notices are rows of broker_messages: one statement
-            receipts = [delivery.handle for delivery in deliveries]
+            receipts = [None if delivery is None else delivery.handle for _, delivery in written]
             return await self._store.job_complete_many(
                 outcomes,
                 receipts=receipts,
                 announce_channel=self._announce_channel,
                 flow_channel=self._flow_channel,
+                worker_id=worker_id,
             )
         if not self._broker.capabilities.transactional_ack:
-            return await self._store.job_complete_many(outcomes, flow_channel=self._flow_channel)
+            return await self._store.job_complete_many(
+                outcomes, flow_channel=self._flow_channel, worker_id=worker_id
+            )
         async with self._store.transaction() as connection:
             rows = await self._store.job_complete_many(
-                outcomes, connection, flow_channel=self._flow_channel
+                outcomes, connection, flow_channel=self._flow_channel, worker_id=worker_id
             )
-            await self._broker.ack_in(connection, deliveries)
+            await self._broker.ack_in(connection, _deliveries(written, rows, stored=True))
         return rows
 
-    async def _ack(self, deliveries: list[Delivery]) -> None:
+    async def _settle_deliveries(self, written: _Written, current: set[int]) -> None:
+        """After the commit: ack the deliveries of the outcomes stored (unless the commit did)
+        and nack those of the outcomes fenced off (unless the statement did)."""
+        if not self._broker.capabilities.transactional_ack:
+            await self._settle(
+                "acking", self._broker.ack, _deliveries(written, current, stored=True)
+            )
+        if not self._acks_in_statement:
+            fenced_off = _deliveries(written, current, stored=False)
+            await self._settle("nacking", self._broker.nack, fenced_off)
+
+    async def _settle(
+        self,
+        what: str,
+        settle: Callable[[list[Delivery]], Awaitable[None]],
+        deliveries: list[Delivery],
+    ) -> None:
+        if not deliveries:
+            return
         try:
-            await self._broker.ack(deliveries)
+            await settle(deliveries)
         except BrokerError as exc:
             # The outcome is committed: a redelivery finds the job finished and is dropped.
-            log.warning("acking %d deliveries failed: %s", len(deliveries), exc)
+            log.warning("%s %d deliveries failed: %s", what, len(deliveries), exc)
+
+
+def _deliveries(written: _Written, current: Collection[int], *, stored: bool) -> list[Delivery]:
+    """The deliveries of the outcomes in `written` that were `stored` (or fenced off)."""
+    return present(
+        delivery for outcome, delivery in written if (outcome.job_id in current) == stored
+    )
 
 
 def _fail_futures(batch: list[_Pending], error: Exception) -> None:

@@ -61,9 +61,15 @@ class ConnectionOptions:
             return None
         return self.statement_timeout + CLIENT_WAIT_MARGIN
 
-    def server_settings(self) -> dict[str, str]:
+    def server_settings(self, *, wait_for_flush: bool = True) -> dict[str, str]:
         """Session settings sent at connect: generic plans, the statement timeout, and the
-        server's own keepalives (so it notices a vanished client and frees its locks)."""
+        server's own keepalives (so it notices a vanished client and frees its locks).
+
+        With `wait_for_flush=False` a commit returns before its WAL reaches the disk
+        (`synchronous_commit = off`): only for connections whose every write is redone if a
+        server crash loses it, the claims (see docs/decisions.md, "Claims do not wait for the
+        disk"). The WAL is flushed in order, so anything committed later and waited for
+        (an outcome) makes the claims before it durable too."""
         idle, interval, count = self._probes()
         settings = {
             # Every statement of the store is prepared once per connection and run with one
@@ -77,15 +83,18 @@ class ConnectionOptions:
         }
         if self.statement_timeout is not None:
             settings["statement_timeout"] = str(int(self.statement_timeout * 1000))
+        if not wait_for_flush:
+            settings["synchronous_commit"] = "off"
         return settings
 
-    def pool_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of `asyncpg.create_pool` (besides the URL and sizes)."""
+    def pool_arguments(self, *, wait_for_flush: bool = True) -> dict[str, Any]:
+        """Keyword arguments of `asyncpg.create_pool` (besides the URL and sizes);
+        `wait_for_flush` as for `server_settings`."""
         return {
             "timeout": self.connect_timeout,
             "command_timeout": self.command_timeout,
             "reset": keep_session,
-            "server_settings": self.server_settings(),
+            "server_settings": self.server_settings(wait_for_flush=wait_for_flush),
             "init": self.on_connect,
         }
 

@@ -117,6 +117,7 @@ class Worker:
             self._scheduler.wake_at,
             on_released=lambda released: ring_released(runtime, released),
             flow_channel=flow_channel(settings),
+            worker_id=lambda: self.id,
         )
         self._flow_channel = flow_channel(settings)
         self._control = Listener(
@@ -327,16 +328,13 @@ class Worker:
         if reason == "shutdown":
             self._stopped_by_shutdown.append((job, delivery))  # given back together, below
             return
-        with contextlib.suppress(PolyqueueError):
-            await self.runtime.broker.ack(present([delivery]))
-        if delivery is None:
-            self._intake.flow.finished()
+        await self._settle_stopped(delivery, reason)
         log.info("job %s stopped: %s", job.id, reason or "cancelled")
 
     async def _give_back(self) -> None:
         stopped, self._stopped_by_shutdown = self._stopped_by_shutdown, []
         if stopped:
-            await self._intake.give_back(stopped)
+            await self._intake.give_back(stopped, self.id)
             log.info("worker %s: gave back %d stopped jobs", self.id, len(stopped))
 
     def _on_control(self, channel: str, payload: str) -> None:
@@ -358,16 +356,24 @@ class Worker:
 
     def _drop_ready(self, job_id: int, reason: str) -> None:
         """Let go of a job claimed ahead that is no longer this worker's to run (lost, or
-        cancelled by an operator): its notice is acked, as a stopped job's is."""
+        cancelled by an operator): its notice is settled as a stopped job's is."""
         job, delivery = self._ready.pop(job_id)
-        task = asyncio.create_task(self._settle_dropped(delivery), name=f"polyqueue-drop-{job.id}")
+        task = asyncio.create_task(
+            self._settle_stopped(delivery, reason), name=f"polyqueue-drop-{job.id}"
+        )
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
         log.info("job %s stopped before it started: %s", job.id, reason)
 
-    async def _settle_dropped(self, delivery: Delivery | None) -> None:
+    async def _settle_stopped(self, delivery: Delivery | None, reason: str | None) -> None:
+        """The notice of a job stopped here: acked, unless the job was lost (no longer this
+        worker's: it may be queued again, its claim lost in a server crash, and needs its
+        notice; a redelivery of a job running or finished elsewhere is dropped)."""
         with contextlib.suppress(PolyqueueError):
-            await self.runtime.broker.ack(present([delivery]))
+            if reason == "lost":
+                await self.runtime.broker.nack(present([delivery]))
+            else:
+                await self.runtime.broker.ack(present([delivery]))
         if delivery is None:
             self._intake.flow.finished()
 
@@ -390,7 +396,7 @@ class Worker:
         held += self._ready.values()
         if held:
             alive = await self.runtime.store.job_heartbeat_many(
-                [(job.id, job.attempt) for job, _ in held]
+                [(job.id, job.attempt) for job, _ in held], self.id
             )
             for job, _ in held:
                 if job.id not in alive:

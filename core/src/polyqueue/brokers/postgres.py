@@ -92,8 +92,15 @@ class PostgresBroker(Broker):
         """Open a small pool; the LISTEN connection waits for the first `receive`, so an app
         that only enqueues is not sent a notification for every job it enqueues."""
         with self._translate():
+            # Nothing on this pool waits for the disk flush (docs/decisions.md): a lease, a
+            # claim, a notice, an ack or a nack lost in a server crash is redone (the lease
+            # expires, the job is reclaimed and its outcome fenced, the republisher rings
+            # again, a notice of a finished job is dropped).
             self._pool = await asyncpg.create_pool(
-                self._url, min_size=1, max_size=4, **self._options.pool_arguments()
+                self._url,
+                min_size=1,
+                max_size=4,
+                **self._options.pool_arguments(wait_for_flush=False),
             )
 
     async def close(self) -> None:

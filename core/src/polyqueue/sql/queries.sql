@@ -336,16 +336,20 @@ settled AS (
 -- Record many outcomes of running attempts; a row whose attempt moved on is left alone.
 -- A snoozed outcome ($9) is scheduled without using an attempt: `attempt_base` moves on, as
 -- for a give-back. With receipts in $10 and $11 (the built-in `postgres` broker beside the
--- jobs), the same statement acks their notices as `message_delete_many` does: one commit.
+-- jobs; one per outcome, NULL for a job started without a notice), the same statement acks
+-- the notices of the outcomes it stores, as `message_delete_many` does: one commit. The
+-- notice of an outcome fenced off is made available again instead: its job may be queued
+-- once more (its claim was lost in a crash, claims do not wait for the disk), and must not
+-- lose its notice to an attempt that no longer counts. With a worker in $14, only the
+-- attempts it claimed are stored: a claim lost in a server crash leaves its attempt number
+-- to the next claim, so the attempt alone no longer tells two executions apart; the worker
+-- does (a worker never claims a job it still holds, and claims under a new id once it was
+-- declared dead, when its jobs are reclaimed).
 -- A finished job with dependents settles their edges in this statement (`settle_dependents`,
 -- channels $12 and $13): the rows with `released` true are the dependents it queued or
 -- scheduled.
 -- transition: running -> succeeded | failed | scheduled
-WITH acked AS (
-    DELETE FROM {schema}.broker_messages AS m
-    USING unnest($10::bigint[], $11::integer[]) AS r(id, deliveries)
-    WHERE m.id = r.id AND m.deliveries = r.deliveries
-), completed AS (
+WITH completed AS (
     UPDATE {schema}.jobs AS j
     SET status = o.status::{schema}.job_status,
         result = coalesce(o.result::jsonb, j.result),
@@ -368,8 +372,22 @@ WITH acked AS (
     ) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay, snoozed)
     WHERE j.id = o.id AND j.attempt = o.attempt AND j.status IN ('running')
       AND o.status IN ('succeeded', 'failed', 'scheduled')
+      AND ($14::text IS NULL OR j.worker_id = $14)
     RETURNING j.id, j.status, j.run_at, j.has_dependents,
               CASE WHEN j.has_dependents THEN j.result END AS result
+), receipts AS (
+    SELECT r.id, r.deliveries, r.job_id IN (SELECT id FROM completed) AS stored
+    FROM unnest($1::bigint[], $10::bigint[], $11::integer[]) AS r(job_id, id, deliveries)
+    WHERE r.id IS NOT NULL
+), acked AS (
+    DELETE FROM {schema}.broker_messages AS m
+    USING receipts AS r
+    WHERE m.id = r.id AND m.deliveries = r.deliveries AND r.stored
+), fenced_off AS (
+    UPDATE {schema}.broker_messages AS m
+    SET available_at = now()
+    FROM receipts AS r
+    WHERE m.id = r.id AND m.deliveries = r.deliveries AND NOT r.stored
 ), finished AS (
     SELECT id, status::text AS status, result FROM completed
     WHERE has_dependents AND status IN ('succeeded', 'failed')
@@ -382,28 +400,33 @@ SELECT r.id, r.status, r.run_at, true, r.queue, r.priority, r.held_back, 0
 FROM released AS r;
 
 -- name: job_release_many :many
--- Give running attempts back at shutdown; a given-back attempt does not count.
+-- Give running attempts back at shutdown; a given-back attempt does not count. With a
+-- worker in $3, only the attempts it claimed (see `job_complete_many`).
 -- transition: running -> queued
 UPDATE {schema}.jobs AS j
 SET status = 'queued', attempt_base = j.attempt_base + 1, worker_id = NULL,
     timeout_at = NULL, run_at = now()
 FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
 WHERE j.id = r.id AND j.attempt = r.attempt AND j.status IN ('running')
+  AND ($3::text IS NULL OR j.worker_id = $3)
 RETURNING j.id;
 
 -- name: job_heartbeat_many :many
 -- Mark running attempts alive; ids missing from the result are no longer this worker's.
+-- With a worker in $3, only the attempts it claimed (see `job_complete_many`).
 UPDATE {schema}.jobs AS j
 SET heartbeat_at = now()
 FROM unnest($1::bigint[], $2::integer[]) AS h(id, attempt)
 WHERE j.id = h.id AND j.attempt = h.attempt AND j.status = 'running'
+  AND ($3::text IS NULL OR j.worker_id = $3)
 RETURNING j.id;
 
 -- name: job_progress :one
--- Store a running attempt's progress; it also counts as a heartbeat.
+-- Store a running attempt's progress; it also counts as a heartbeat. With a worker in $5,
+-- only an attempt it claimed (see `job_complete_many`).
 UPDATE {schema}.jobs
 SET progress = $3, progress_message = $4, heartbeat_at = now()
-WHERE id = $1 AND attempt = $2 AND status = 'running'
+WHERE id = $1 AND attempt = $2 AND status = 'running' AND ($5::text IS NULL OR worker_id = $5)
 RETURNING id;
 
 -- name: job_promote_due :many

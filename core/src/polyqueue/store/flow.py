@@ -29,6 +29,8 @@ class FlowQueries:
 
         @property
         def pool(self) -> asyncpg.Pool: ...
+        @property
+        def claim_pool(self) -> asyncpg.Pool: ...
 
     async def flow_claim(
         self, queues: Sequence[str], limit: int, worker_id: str, timeout_grace: float
@@ -36,7 +38,7 @@ class FlowQueries:
         """Claim up to `limit` held-back jobs of `queues` whose limits have room, under the
         flow lock: one statement (the function `flow_claim` takes the lock, then claims)."""
         with translate_errors("claim limited jobs"):
-            rows = await self.pool.fetch(
+            rows = await self.claim_pool.fetch(
                 self._sql["flow_claim"], worker_id, timeout_grace, list(queues), limit
             )
         return [ClaimedJob.from_row(row) for row in rows]

@@ -35,6 +35,7 @@ __all__ = ["CompletedJobs", "JobStore", "describe_url"]
 log = logging.getLogger(__name__)
 
 _UNIQUE_TRIES = 3  # a unique insert again if the job holding a key went away meanwhile
+CLAIM_POOL_SIZE = 2  # a worker claims in one loop; the second is for a flow claim beside it
 
 
 class CompletedJobs(dict[int, "datetime | None"]):
@@ -66,6 +67,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         self._sql = {name: query.sql for name, query in every.items()}
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._claim_pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         """Create the pool; fail fast with a clear error if the database cannot be reached."""
@@ -73,6 +75,14 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
             async with asyncio.timeout(self.options.connect_timeout):
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self._pool_size, **self.options.pool_arguments()
+                )
+                # Claims only, whose commits are not waited for (docs/decisions.md); it
+                # connects at the first claim, so an app that only enqueues opens none.
+                self._claim_pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=0,
+                    max_size=CLAIM_POOL_SIZE,
+                    **self.options.pool_arguments(wait_for_flush=False),
                 )
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseUnavailableError(
@@ -92,13 +102,14 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
                 await asyncio.wait_for(connection.close(), timeout=5)
 
     async def close(self) -> None:
-        """Close the pool, waiting briefly for connections in use."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=5)
-            except TimeoutError:
-                pool.terminate()
+        """Close the pools, waiting briefly for connections in use."""
+        for pool in (self._claim_pool, self._pool):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=5)
+                except TimeoutError:
+                    pool.terminate()
+        self._pool = self._claim_pool = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -106,6 +117,14 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         if self._pool is None:
             raise StoreError("the job store is not open: use `async with app:`")
         return self._pool
+
+    @property
+    def claim_pool(self) -> asyncpg.Pool:
+        """The pool of the claims, whose commits return before the disk flush: a claim lost
+        in a server crash only means the job runs again (its outcome then is fenced off)."""
+        if self._claim_pool is None:
+            raise StoreError("the job store is not open: use `async with app:`")
+        return self._claim_pool
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -244,7 +263,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
     ) -> list[ClaimedJob]:
         """Claim those of `job_ids` that are queued; the rest are not claimable."""
         with translate_errors("claim"):
-            rows = await self.pool.fetch(
+            rows = await self.claim_pool.fetch(
                 self._sql["job_claim_many"], worker_id, timeout_grace, list(job_ids)
             )
         return [ClaimedJob.from_row(row) for row in rows]
@@ -253,18 +272,24 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         self,
         outcomes: Sequence[Outcome],
         executor: SqlExecutor | None = None,
-        receipts: Sequence[tuple[int, int]] = (),
+        receipts: Sequence[tuple[int, int] | None] = (),
         announce_channel: str | None = None,
         flow_channel: str | None = None,
+        *,
+        worker_id: str | None = None,
     ) -> CompletedJobs:
         """Record `outcomes`. Return the ids whose attempt was still current (the others were
         fenced off), each with its `run_at` if it was scheduled (a retry or a snooze; a
         snoozed outcome uses no attempt), and in `released` the dependents these outcomes
         released (their edges are settled in the same statement).
 
-        `receipts` of the built-in `postgres` broker's deliveries are acked in the same
-        statement, and with `announce_channel` the released jobs' notices are written;
-        `flow_channel` is NOTIFYed if a released job is held back by flow control.
+        `receipts` of the built-in `postgres` broker's deliveries, one per outcome (None for a
+        job started without a notice), are acked in the same statement if their outcome is
+        stored, else made available again; with `announce_channel` the released jobs'
+        notices are written;
+        `flow_channel` is NOTIFYed if a released job is held back by flow control. With
+        `worker_id`, only attempts that worker claimed are stored (the fencing token is the
+        attempt and the worker: a claim lost in a crash leaves its number to the next).
         """
         columns = (
             [o.job_id for o in outcomes],
@@ -281,9 +306,11 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
             rows = await (executor or self.pool).fetch(
                 self._sql["job_complete_many"],
                 *columns,
-                *_unzip(receipts),
+                [None if r is None else r[0] for r in receipts] if receipts else [],
+                [None if r is None else r[1] for r in receipts] if receipts else [],
                 announce_channel,
                 flow_channel,
+                worker_id,
             )
         completed = CompletedJobs(
             (row["id"], row["run_at"] if row["status"] == "scheduled" else None)
@@ -293,25 +320,41 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         completed.released = released_jobs([row for row in rows if row["released"]])
         return completed
 
-    async def job_release_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
-        """Give running attempts `(job_id, attempt)` back to the queue; return those released."""
+    async def job_release_many(
+        self, attempts: Sequence[tuple[int, int]], worker_id: str | None = None
+    ) -> set[int]:
+        """Give running attempts `(job_id, attempt)` back to the queue; return those released.
+        With `worker_id`, only attempts that worker claimed (as for `job_complete_many`)."""
         with translate_errors("release"):
-            rows = await self.pool.fetch(self._sql["job_release_many"], *_unzip(attempts))
+            rows = await self.pool.fetch(
+                self._sql["job_release_many"], *_unzip(attempts), worker_id
+            )
         return {row["id"] for row in rows}
 
-    async def job_heartbeat_many(self, attempts: Sequence[tuple[int, int]]) -> set[int]:
-        """Heartbeat running attempts; return the ids still owned by them."""
+    async def job_heartbeat_many(
+        self, attempts: Sequence[tuple[int, int]], worker_id: str | None = None
+    ) -> set[int]:
+        """Heartbeat running attempts; return the ids still owned by them (with `worker_id`,
+        by that worker: as for `job_complete_many`)."""
         with translate_errors("heartbeat"):
-            rows = await self.pool.fetch(self._sql["job_heartbeat_many"], *_unzip(attempts))
+            rows = await self.pool.fetch(
+                self._sql["job_heartbeat_many"], *_unzip(attempts), worker_id
+            )
         return {row["id"] for row in rows}
 
     async def job_progress(
-        self, job_id: int, attempt: int, fraction: float, message: str | None
+        self,
+        job_id: int,
+        attempt: int,
+        fraction: float,
+        message: str | None,
+        worker_id: str | None = None,
     ) -> bool:
-        """Store progress of a running attempt; False if the attempt is no longer current."""
+        """Store progress of a running attempt; False if the attempt is no longer current (or,
+        with `worker_id`, not that worker's)."""
         with translate_errors("progress"):
             row = await self.pool.fetchrow(
-                self._sql["job_progress"], job_id, attempt, fraction, message
+                self._sql["job_progress"], job_id, attempt, fraction, message, worker_id
             )
         return row is not None
 
