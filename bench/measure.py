@@ -118,7 +118,9 @@ class _Probe:
 
 async def pickup_latency(url: str, backend: str, plan: Plan) -> dict[str, float]:
     """Enqueue one job at a time to an idle worker in this same process (one clock:
-    `perf_counter`); latency is enqueue commit -> handler start."""
+    `perf_counter`); latency is enqueue commit -> handler start. Also the same from the
+    `enqueue` call (what the peer harness measures: it includes the enqueue's own durable
+    commit), and that commit alone (the `enqueue` call of an idle producer)."""
     probe = _Probe()
     async with make_app(url, backend, on_run=probe.fire) as app:
         worker = app.worker(concurrency=plan.concurrency)
@@ -126,25 +128,30 @@ async def pickup_latency(url: str, backend: str, plan: Plan) -> dict[str, float]
         try:
             for _ in range(10):  # warm-up: the worker is registered and listening
                 await _sample(app, probe)
-            latencies = [await _sample(app, probe) for _ in range(plan.samples)]
+            samples = [await _sample(app, probe) for _ in range(plan.samples)]
         finally:
             worker.stop()
             await running
-    return {
-        "pickup_p50_ms": _percentile(latencies, 50) * 1000,
-        "pickup_p99_ms": _percentile(latencies, 99) * 1000,
-    }
+    figures: dict[str, float] = {}
+    names = ("pickup", "pickup_from_call", "idle_enqueue")
+    for position, name in enumerate(names):
+        values = [sample[position] for sample in samples]
+        figures[f"{name}_p50_ms"] = _percentile(values, 50) * 1000
+        figures[f"{name}_p99_ms"] = _percentile(values, 99) * 1000
+    return figures
 
 
-async def _sample(app: Polyqueue, probe: _Probe) -> float:
+async def _sample(app: Polyqueue, probe: _Probe) -> tuple[float, float, float]:
+    """(commit -> handler start, call -> handler start, call -> commit), seconds."""
     started = probe.arm()
+    called = time.perf_counter()
     job_id = await app.enqueue(HANDLER, Noop(n=0))
     committed = time.perf_counter()
     async with asyncio.timeout(30):
         handler_start = await started
     await app.wait_for(job_id, timeout=30)
     await asyncio.sleep(0.02)  # let the worker go idle again (back to waiting for a notice)
-    return handler_start - committed
+    return handler_start - committed, handler_start - called, committed - called
 
 
 def _percentile(values: list[float], percent: int) -> float:

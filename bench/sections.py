@@ -30,6 +30,10 @@ MAIN = [
     ),
     ("pickup_p50_ms", "Pickup latency on an idle worker, p50", "ms"),
     ("pickup_p99_ms", "Pickup latency on an idle worker, p99", "ms"),
+    ("pickup_from_call_p50_ms", "Pickup latency from the `enqueue` call, p50", "ms"),
+    ("pickup_from_call_p99_ms", "Pickup latency from the `enqueue` call, p99", "ms"),
+    ("idle_enqueue_p50_ms", "An idle producer's `enqueue` (its durable commit), p50", "ms"),
+    ("idle_enqueue_p99_ms", "An idle producer's `enqueue` (its durable commit), p99", "ms"),
 ]
 RESOURCES = [
     ("drain_worker_peak_rss_mb", "Worker process peak RSS (`VmHWM`)", "MB"),
