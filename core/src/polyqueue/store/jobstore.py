@@ -290,7 +290,14 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         `flow_channel` is NOTIFYed if a released job is held back by flow control. With
         `worker_id`, only attempts that worker claimed are stored (the fencing token is the
         attempt and the worker: a claim lost in a crash leaves its number to the next).
+        Rows are locked in job id order, as the heartbeat and the give-back lock them, so
+        that concurrent statements of one worker never deadlock.
         """
+        if receipts:
+            pairs = sorted(zip(outcomes, receipts, strict=True), key=lambda p: p[0].job_id)
+            outcomes, receipts = [o for o, _ in pairs], [r for _, r in pairs]
+        else:
+            outcomes = sorted(outcomes, key=lambda o: o.job_id)
         columns = (
             [o.job_id for o in outcomes],
             [o.attempt for o in outcomes],
@@ -327,7 +334,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         With `worker_id`, only attempts that worker claimed (as for `job_complete_many`)."""
         with translate_errors("release"):
             rows = await self.pool.fetch(
-                self._sql["job_release_many"], *_unzip(attempts), worker_id
+                self._sql["job_release_many"], *_unzip(sorted(attempts)), worker_id
             )
         return {row["id"] for row in rows}
 
@@ -338,7 +345,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         by that worker: as for `job_complete_many`)."""
         with translate_errors("heartbeat"):
             rows = await self.pool.fetch(
-                self._sql["job_heartbeat_many"], *_unzip(attempts), worker_id
+                self._sql["job_heartbeat_many"], *_unzip(sorted(attempts)), worker_id
             )
         return {row["id"] for row in rows}
 
