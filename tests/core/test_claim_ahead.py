@@ -76,13 +76,14 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_and_are_given_back_at_shutdown
             slow_ids = await app.enqueue_many(slow, [Item(n=i) for i in range(6)])
             await eventually(lambda: len(executing) == 2)
 
-            async def claimed_ahead() -> bool:
-                return len(await app.store.pool.fetch(running)) == 4
+            async def claimed_ahead() -> bool:  # two run; one or two more wait (Pace)
+                return len(await app.store.pool.fetch(running)) > 2
 
-            await eventually(claimed_ahead)  # two running, two claimed and waiting
+            await eventually(claimed_ahead)
             assert len(executing) == 2
-            assert worker.running_jobs == 4
             held = {row["id"] for row in await app.store.pool.fetch(running)}
+            assert 2 < len(held) <= 4
+            assert worker.running_jobs > 2  # the worker holds what it claimed ahead
             waiting_ids = held - {slow_ids[n] for n in executing}
             worker.stop()
             hold.set()
@@ -92,7 +93,7 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_and_are_given_back_at_shutdown
             " WHERE id = ANY($1::bigint[])",
             list(waiting_ids),
         )
-        assert [tuple(row) for row in given_back] == [("queued", 0), ("queued", 0)]
+        assert [tuple(row) for row in given_back] == [("queued", 0)] * len(waiting_ids)
         await app.run_until_idle(concurrency=2)
         for job_id in slow_ids:
             assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
