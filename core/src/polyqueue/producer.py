@@ -326,7 +326,7 @@ class Producer:
             async with self._store.transaction() as own:
                 return await self._insert_in(own, jobs)
         inserted = await self._store.job_insert_many(jobs, self._store.pool)
-        self._publisher.hand_off(_notices(inserted))
+        await self._publisher.publish(_notices(inserted))  # a batch: its notices, then return
         return inserted
 
     @property

@@ -100,6 +100,7 @@ async def test_garbage_and_odd_attributes_are_deleted_and_the_worker_lives(
         queue = app.settings.default_queue
         client = app.broker.client  # type: ignore[attr-defined]
         ids = [await app.enqueue("count", Item(n=n)) for n in range(3)]
+        await app.publisher.flush()  # their notices were handed off: now they are in SQS
         await client.raw.purge_queue(QueueUrl=await client.queue_url(queue))
         notices = [encode_notice(job_id).decode() for job_id in ids]
         await inject(app, queue, [*GARBAGE[:5], *notices, *GARBAGE[5:]])  # odd attributes too
