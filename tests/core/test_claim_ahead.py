@@ -98,3 +98,46 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_and_are_given_back_at_shutdown
         for job_id in slow_ids:
             assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
     assert most == 2
+
+
+async def test_a_job_claimed_ahead_and_cancelled_never_starts(make_app: AppFactory) -> None:
+    app = make_app()
+    hold = asyncio.Event()
+    started: list[int] = []
+
+    @app.register("ahead.quick")
+    async def quick(payload: Item) -> int:
+        return payload.n
+
+    @app.register("ahead.slow")
+    async def slow(payload: Item) -> int:
+        started.append(payload.n)
+        await hold.wait()
+        return payload.n
+
+    running = "SELECT id FROM polyqueue.jobs WHERE status = 'running'"
+    async with app:
+        quick_ids = await app.enqueue_many(quick, [Item(n=i) for i in range(60)])
+        async with running_worker(app, concurrency=2) as worker:
+            for job_id in quick_ids:
+                assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+            slow_ids = await app.enqueue_many(slow, [Item(n=i) for i in range(6)])
+
+            async def claimed_ahead() -> bool:
+                return len(started) == 2 and len(await app.store.pool.fetch(running)) > 2
+
+            await eventually(claimed_ahead)
+            held = {row["id"] for row in await app.store.pool.fetch(running)}
+            waiting = sorted(held - {slow_ids[n] for n in started})
+            assert await app.cancel(waiting[0])
+
+            async def dropped() -> bool:
+                return worker.running_jobs == len(held) - 1
+
+            await eventually(dropped)
+            hold.set()
+            for job_id in set(slow_ids) - {waiting[0]}:
+                assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+        cancelled = await app.get_job(waiting[0])
+    assert cancelled.status is JobStatus.CANCELLED
+    assert slow_ids.index(waiting[0]) not in started  # its handler never ran

@@ -34,7 +34,8 @@ def store_methods() -> set[str]:
 
 
 def test_every_block_has_one_store_method_and_back() -> None:
-    assert set(QUERIES) == store_methods()
+    # `custom_plans` is a setting that `JobStore.fetch_planned` runs before a read
+    assert set(QUERIES) - {"custom_plans"} == store_methods()
 
 
 def _words(sql: str) -> str:
@@ -387,6 +388,13 @@ async def test_receive_claiming_leases_every_notice_and_claims_only_what_it_may(
         "succeeded",
     ]
     assert await _receive_claiming(store, []) == []  # all still leased
+
+
+async def test_a_planned_read_is_planned_for_its_parameters_and_only_it(store: JobStore) -> None:
+    setting = "SELECT current_setting('plan_cache_mode') AS mode"
+    assert await store.pool.fetchval(setting) == "force_generic_plan"  # the pool's own
+    assert [row["mode"] for row in await store.fetch_planned(setting)] == ["force_custom_plan"]
+    assert await store.pool.fetchval(setting) == "force_generic_plan"
 
 
 def test_job_stats_counts_every_status_but_succeeded_exactly() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from recovery_support import FAST, worker_processes
+from recovery_support import FAST, require_alive, worker_processes
 from workflow_app import CALLBACKS_TABLE, CREATE_CALLBACKS_TABLE, Member, register_handlers
 
 from polyqueue.testing.helpers import eventually
@@ -18,6 +18,7 @@ from polyqueue.testing.helpers import eventually
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from recovery_support import WorkerProcess
     from tests.conftest import AppFactory
 
     from polyqueue import EnqueuedWorkflow, Polyqueue
@@ -29,7 +30,7 @@ PROCESSES = 4
 MEMBERS = 1_000
 RUNS = 20
 PROCESS_SETTINGS = {**FAST, "worker_stale_after": 2.0}
-PATIENCE = 120.0
+PATIENCE = 60.0  # under the test timeout (120 s): a wait that fails says which, with the logs
 TOTAL = sum(range(MEMBERS))
 
 
@@ -100,22 +101,28 @@ async def test_a_worker_killed_mid_group_does_not_lose_or_double_the_callback(
     async with app:
         with worker_processes("workflow_app.py", app.database_url, tmp_path) as processes:
             workers = [processes.spawn(**PROCESS_SETTINGS) for _ in range(PROCESSES)]
+            await all_registered(db, workers)
             done = await chord(app, ms=20)
+            victim: int | None = None
 
-            async def a_third_done_and_the_victim_busy() -> bool:
+            async def a_third_done_and_a_victim_busy() -> bool:
+                nonlocal victim
                 counts = (await app.get_workflow(done.id or 0)).counts
-                held = await db.fetchval(
-                    "SELECT count(*) FROM polyqueue.jobs AS j"
+                if counts.get("succeeded", 0) < MEMBERS // 3:
+                    return False
+                # Whichever worker holds members now: one slow to start may hold none.
+                victim = await db.fetchval(
+                    "SELECT w.pid FROM polyqueue.jobs AS j"
                     " JOIN polyqueue.workers AS w ON w.id = j.worker_id"
-                    " WHERE w.pid = $1 AND j.status = 'running' AND j.workflow_id = $2",
-                    workers[0].pid,
+                    " WHERE j.status = 'running' AND j.workflow_id = $1 LIMIT 1",
                     done.id,
                 )
-                return counts.get("succeeded", 0) >= MEMBERS // 3 and held > 0
+                return victim is not None
 
-            await eventually(a_third_done_and_the_victim_busy, PATIENCE)
-            workers[0].process.kill()  # SIGKILL: its running members are reclaimed
-            await asyncio.to_thread(workers[0].process.wait, 30)
+            await eventually(a_third_done_and_a_victim_busy, PATIENCE)
+            killed = next(worker for worker in workers if worker.pid == victim)
+            killed.process.kill()  # SIGKILL: its running members are reclaimed
+            await asyncio.to_thread(killed.process.wait, 30)
             processes.spawn(**PROCESS_SETTINGS)
             await finished(app, done)
             await assert_fired_once(app, db, done)
@@ -123,6 +130,21 @@ async def test_a_worker_killed_mid_group_does_not_lose_or_double_the_callback(
             "SELECT count(*) FROM polyqueue.jobs WHERE workflow_id = $1 AND reclaims > 0", done.id
         )
     assert reclaimed > 0  # the victim held members when it died: they ran again elsewhere
+
+
+async def all_registered(db: asyncpg.Connection, workers: list[WorkerProcess]) -> None:
+    """Until every worker process has registered, so that each one takes part in the chord."""
+    pids = [worker.pid for worker in workers]
+
+    async def registered() -> bool:
+        require_alive(*workers)
+        return await db.fetchval(
+            "SELECT count(DISTINCT pid) FROM polyqueue.workers"
+            " WHERE status = 'running' AND pid = ANY($1)",
+            pids,
+        ) == len(pids)
+
+    await eventually(registered, PATIENCE)
 
 
 async def test_postgres_restarted_mid_group_does_not_lose_or_double_the_callback(

@@ -427,7 +427,7 @@ class Worker:
             self._stop_job(job_id, "shutdown")
         self._writer.close()
         flush_ends = max(grace_ends, loop.time() + FLUSH_MINIMUM_SECONDS)
-        last = [*(r.task for r in self._running.values()), writer]
+        last = [*(r.task for r in self._running.values()), *self._dropping, writer]
         if self._forced.is_set():  # a second signal: the flush gets its minimum, no more
             await asyncio.wait(last, timeout=FLUSH_MINIMUM_SECONDS)
         else:

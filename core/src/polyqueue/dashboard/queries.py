@@ -70,13 +70,11 @@ class DashboardQueries:
             rows: list[Record] = await self.store.pool.fetch(self._sql[name], *args)
         return rows
 
-    async def _filtered(self, name: str, *args: object) -> list[Record]:
-        """`name`'s rows, planned for these parameters (see `custom_plans`)."""
+    async def _planned(self, name: str, *args: object) -> list[Record]:
+        """`name`'s rows, planned for these parameters (`JobStore.fetch_planned`): optional
+        filters and time windows."""
         with translate_errors(f"dashboard: {name.replace('_', ' ')}"):
-            async with self.store.pool.acquire() as connection, connection.transaction():
-                await connection.execute(self._sql["custom_plans"])
-                rows: list[Record] = await connection.fetch(self._sql[name], *args)
-        return rows
+            return await self.store.fetch_planned(self._sql[name], *args)
 
     async def status_counts(self) -> list[Record]:
         """Jobs per queue and status, each counted up to `COUNT_CAP` + 1."""
@@ -88,7 +86,7 @@ class DashboardQueries:
 
     async def throughput(self, minutes: int) -> list[Record]:
         """Succeeded and failed jobs per minute over the last `minutes`, by minutes ago."""
-        return await self._fetch("throughput", minutes)
+        return await self._planned("throughput", minutes)
 
     async def running_jobs(self, limit: int) -> list[Record]:
         """The most recently started running jobs."""
@@ -109,9 +107,9 @@ class DashboardQueries:
     ) -> list[Record]:
         """Jobs matching `filters`, newest first, older than `before` or newer than `after`."""
         if after is not None:
-            rows = await self._filtered("job_page_newer", *filters.arguments(), after, limit)
+            rows = await self._planned("job_page_newer", *filters.arguments(), after, limit)
             return rows[::-1]
-        return await self._filtered("job_page_older", *filters.arguments(), before, limit)
+        return await self._planned("job_page_older", *filters.arguments(), before, limit)
 
     async def job_search(
         self, filters: JobFilters, *, before: int | None, limit: int
@@ -119,12 +117,12 @@ class DashboardQueries:
         """Jobs matching `filters` whose error or payload contains `filters.text`, among
         the `SEARCH_WINDOW` newest matching jobs older than `before`."""
         text = (filters.text or "").lower()
-        rows = await self._filtered(
+        rows = await self._planned(
             "job_search", *filters.arguments(), text, before, SEARCH_WINDOW, limit
         )
         if len(rows) >= limit:
             return SearchPage(rows, SEARCH_WINDOW, None)
-        end = await self._filtered("job_search_end", *filters.arguments(), SEARCH_WINDOW, before)
+        end = await self._planned("job_search_end", *filters.arguments(), SEARCH_WINDOW, before)
         return SearchPage(rows, SEARCH_WINDOW, end[0]["id"] if end else None)
 
     async def job_extras(self, job_id: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -158,4 +156,4 @@ class DashboardQueries:
         if filters.text:
             page = await self.job_search(filters, before=None, limit=limit)
             return [row["id"] for row in page.rows]
-        return [row["id"] for row in await self._filtered("job_ids", *filters.arguments(), limit)]
+        return [row["id"] for row in await self._planned("job_ids", *filters.arguments(), limit)]

@@ -109,11 +109,6 @@ WHERE {{job_filter}}
 ORDER BY created_at, id
 LIMIT $7;
 
--- name: custom_plans :exec
--- Plan each statement of this transaction for its parameters: a generic plan cannot drop the
--- filters that are not given (`$2 IS NULL OR queue = $2`), and would scan the table.
-SET LOCAL plan_cache_mode = force_custom_plan;
-
 -- name: job_search :many
 -- Text search ($6, lowercase) in the error or the payload among the newest $8 jobs that match
 -- the filters and are older than job $7: at most $9 matches, newest first. The window is read

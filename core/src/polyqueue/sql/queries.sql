@@ -505,6 +505,14 @@ WHERE ($1::text[] IS NULL OR status::text = ANY($1::text[]))
 ORDER BY id DESC
 LIMIT $5;
 
+-- name: custom_plans :exec
+-- Plan each statement of this transaction for its parameters (`JobStore.fetch_planned`).
+-- A generic plan cannot drop the filters that are not given (`$2 IS NULL OR queue = $2`),
+-- and guesses that a third of the table is newer than `now() - $1`: on a table of millions
+-- of finished jobs whose rows no longer lie in finishing order (after a prune and refill),
+-- that guess reads the whole table instead of the index of finished jobs.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
 -- name: job_stats :many
 -- Per queue and status: how many jobs, the oldest queued one's age, and finishes in $1 s.
 -- Every status but `succeeded` is counted exactly, through the (status, queue) index (the
@@ -514,7 +522,7 @@ LIMIT $5;
 -- exact count would read millions of rows (seconds): the succeeded jobs are counted in a
 -- 0.1% sample of the table's pages (1% read 2,000 random pages of a 5M-row table: most of a
 -- second from a cold cache) and scaled up (`estimated`), their finishes in $1 s still
--- exactly (index on finished_at).
+-- exactly (index on finished_at; run through `fetch_planned`, see `custom_plans`).
 WITH big AS (
     SELECT c.reltuples >= 1000000 AS yes FROM pg_class AS c
     WHERE c.oid = '{schema}.jobs'::regclass

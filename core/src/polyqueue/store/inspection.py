@@ -50,7 +50,15 @@ class InspectionQueries:
     async def job_stats(self, recent_seconds: float) -> list[Record]:
         """Per queue and status: counts, oldest queued age, finishes in the recent window."""
         with translate_errors("job stats"):
-            rows: list[Record] = await self.pool.fetch(self._sql["job_stats"], recent_seconds)
+            return await self.fetch_planned(self._sql["job_stats"], recent_seconds)
+
+    async def fetch_planned(self, sql: str, *args: object) -> list[Record]:
+        """`sql`'s rows, planned for these very `args` (the `custom_plans` block): for a read
+        whose best plan depends on its parameters, such as a time window on a table of
+        millions of finished jobs. It costs a planning per call, and a transaction."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(self._sql["custom_plans"])
+            rows: list[Record] = await connection.fetch(sql, *args)
         return rows
 
     async def worker_list(self, limit: int = 100) -> list[Record]:
