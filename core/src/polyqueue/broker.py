@@ -194,6 +194,24 @@ class Broker(abc.ABC):
             f"broker {self.name!r} cannot ack inside a transaction", broker=self.name
         )
 
+    async def prepare_queue(self, queue: str) -> None:  # noqa: B027  (optional hook)
+        """Make `queue` ready to carry notices, or raise `BrokerError` saying why it cannot
+        (a name this broker refuses). The producer calls it before it inserts the first job
+        of `queue` in the process, so a queue the broker cannot carry fails the enqueue
+        before a row is written. The default accepts every queue."""
+
+    def notice_sender(self, database_url: str, schema: str) -> str | None:  # noqa: ARG002
+        """SQL with which the job store sends notices in the statement that inserts single
+        jobs, for a broker whose messages live in the jobs database (`database_url`, jobs in
+        `schema`); None (the default): notices are published apart.
+
+        The SQL is a query on the relation `notices (queue text, job_id bigint, priority
+        integer)`, the jobs the statement queued, that sends their notices (bodies as
+        `polyqueue.notices.encode_notice` writes them) and returns the `job_id` of each notice
+        it sent. The core publishes the notices it did not send after the commit. A single
+        `enqueue` is then one statement and one commit, notice included."""
+        return None
+
     async def unheld(self, messages: Sequence[Message]) -> list[Message]:
         """Of `messages`, those this broker does not hold already (published and not yet
         acked); the republisher rings only for those, so a long backlog does not pile up

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from polyqueue.batching import InsertBatcher
-from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError
+from polyqueue.exceptions import HandlerNotFoundError, InvalidPayloadError, PolyqueueError
 from polyqueue.flow import flow_channel
 from polyqueue.handlers import check_storable
 from polyqueue.job import NewJobs
@@ -248,9 +248,12 @@ class Producer:
         settings: PolyqueueSettings,
         outbox_channel: str,
         announce_channel: str | None = None,
+        sends_notices: bool = False,
         key_functions: Mapping[str, Callable[[BaseModel], str]] | None = None,
     ) -> None:
         self._store = store
+        self._sends_notices = sends_notices
+        self._prepared: set[str] = set()  # queues the broker said it can carry
         self._key_functions = key_functions or {}
         self._announce_channel = announce_channel
         self._broker = broker
@@ -308,6 +311,9 @@ class Producer:
         """Insert `jobs` and make sure their notices follow; return the rows in order. Jobs
         that flow control holds back get no notice: the workers are told to look for them
         instead (one `NOTIFY` on the flow channel, with the commit)."""
+        if jobs.queue not in self._prepared:  # a queue the broker refuses fails before the insert
+            await self._broker.prepare_queue(jobs.queue)
+            self._prepared.add(jobs.queue)
         inserted = await self._insert(jobs, connection)
         if any(row.created and row.status == "queued" and row.held_back for row in inserted):
             executor = connection if connection is not None else self._store.pool
@@ -341,6 +347,10 @@ class Producer:
             return await self._store.job_insert_batch(
                 batch, self._store.pool, self._announce_channel
             )
+        if self._sends_notices:  # the statement sends them (`Broker.notice_sender`)
+            inserted = await self._store.job_insert_batch(batch, self._store.pool)
+            await self._publish_unsent([row for row in inserted if not row.notice_sent])
+            return inserted
         if self._broker.capabilities.transactional_publish:
             async with self._store.transaction() as own:
                 inserted = await self._store.job_insert_batch(batch, own)
@@ -350,6 +360,18 @@ class Producer:
         inserted = await self._store.job_insert_batch(batch, self._store.pool)
         self._publisher.hand_off(_notices(inserted))
         return inserted
+
+    async def _publish_unsent(self, inserted: Sequence[InsertedJob]) -> None:
+        """Publish, after the commit, the notices a `notice_sender` skipped (their queue was
+        gone, dropped by hand): the broker prepares the queue again first. Never raises: the
+        jobs are committed, and the publisher retries."""
+        messages = _notices(inserted)
+        for queue in sorted({message.queue for message in messages}):
+            try:
+                await self._broker.prepare_queue(queue)
+            except PolyqueueError as exc:
+                log.warning("preparing queue %r again failed: %s", queue, exc)
+        await self._publisher.publish(messages)
 
     async def close(self) -> None:
         """Wait for the shared inserts in flight."""

@@ -127,6 +127,9 @@ async def open_runtime(parts: RuntimeParts) -> Runtime:
         await broker.start()
         publisher = NoticePublisher(broker)
         colocation = broker.colocation(store.url, store.schema)
+        notice_sender = broker.notice_sender(store.url, store.schema)
+        if notice_sender is not None:
+            store.send_notices_with(notice_sender)
         producer = Producer(
             store,
             broker,
@@ -135,6 +138,7 @@ async def open_runtime(parts: RuntimeParts) -> Runtime:
             settings=settings,
             outbox_channel=f"pq_outbox_{uuid.uuid4().hex[:16]}",
             announce_channel=None if colocation is None else colocation.announce_channel,
+            sends_notices=notice_sender is not None,
             key_functions=parts.key_functions,
         )
         outbox = None

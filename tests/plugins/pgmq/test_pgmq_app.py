@@ -10,6 +10,8 @@ from pgmq_support import count_messages, running_worker
 from pydantic import BaseModel
 
 from polyqueue import JobStatus, Polyqueue
+from polyqueue.exceptions import BrokerError
+from polyqueue.notices import decode_notice
 
 
 class Item(BaseModel):
@@ -94,6 +96,67 @@ async def test_own_transaction_enqueue_publishes_inside_it(
         await app.enqueue("items.double", Item(n=3))
         assert app.publisher.pending == 0
         assert await count_messages(pgmq_database, pgmq_env + "default") == 1
+
+
+async def test_a_single_enqueue_sends_its_notice_in_its_insert_statement(
+    make_app, pgmq_env: str, pgmq_database: str
+) -> None:
+    """One statement, one commit: the core's insert sends the notices (`notice_sender`);
+    neither `publish` nor `publish_in` is called, and the bodies are the jobs' notices."""
+    async with build(make_app) as app:
+        await app.enqueue("items.double", Item(n=0))  # the queue exists from here on
+        calls: list[str] = []
+        for name in ("publish", "publish_in"):
+            original = getattr(app.broker, name)
+
+            async def spy(*args, _name=name, _original=original, **kwargs):
+                calls.append(_name)
+                return await _original(*args, **kwargs)
+
+            setattr(app.broker, name, spy)
+        ids = await asyncio.gather(*(app.enqueue("items.double", Item(n=n)) for n in range(30)))
+        assert calls == []
+        connection = await asyncpg.connect(pgmq_database)
+        try:
+            bodies = await connection.fetch(
+                f"SELECT message::text AS body FROM pgmq.q_{pgmq_env}default"
+            )
+        finally:
+            await connection.close()
+        sent = [decode_notice(row["body"].encode()) for row in bodies]
+        assert sorted(sent)[1:] == sorted(ids)
+        async with running_worker(app):
+            for n, job_id in enumerate(ids):
+                job = await app.wait_for(job_id, timeout=30)
+                assert job.status is JobStatus.SUCCEEDED
+                assert await app.get_job_result(job_id) == n * 2
+
+
+async def test_a_queue_dropped_by_hand_gets_its_notice_after_the_commit(
+    make_app, pgmq_env: str, pgmq_database: str
+) -> None:
+    async with build(make_app) as app:
+        await app.enqueue("items.double", Item(n=1))
+        connection = await asyncpg.connect(pgmq_database)
+        try:
+            await connection.execute("SELECT pgmq.drop_queue($1)", pgmq_env + "default")
+        finally:
+            await connection.close()
+        job_id = await app.enqueue("items.double", Item(n=2))
+        await app.publisher.flush()
+        assert await count_messages(pgmq_database, pgmq_env + "default") == 1
+        async with running_worker(app):
+            assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("queue", ["Upper", "dotted.name"])
+async def test_a_queue_pgmq_cannot_hold_fails_the_enqueue_before_any_row(
+    make_app, pgmq_env: str, pgmq_database: str, queue: str
+) -> None:
+    async with build(make_app) as app:
+        with pytest.raises(BrokerError, match="cannot be a PGMQ queue"):
+            await app.enqueue("items.double", Item(n=1), queue=queue)
+    assert await jobs_count(pgmq_database) == 0
 
 
 async def test_pgmq_in_another_database(

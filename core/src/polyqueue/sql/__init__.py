@@ -87,9 +87,10 @@ def load_queries(
     A `:fragment` block is a piece of SQL written once and included where it is needed:
     `{{name}}` includes it as written, `{{name +3}}` with its parameters renumbered from `$4`
     (so the same lease or claim serves statements whose parameters differ). `fragments`
-    adds pieces from another file, e.g. the core's claim (`claim_fragments`)."""
+    adds pieces from another file, e.g. the core's claim (`claim_fragments`), or replaces
+    one of the file's own (a broker's `notice_sender`)."""
     blocks = _parse_blocks(resource, schema, package)
-    known = {**(fragments or {}), **_fragments(blocks)}
+    known = {**_fragments(blocks), **(fragments or {})}
     return {
         name: replace(query, sql=_include(query.sql, known, name))
         for name, query in blocks.items()

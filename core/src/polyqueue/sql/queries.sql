@@ -87,13 +87,21 @@ LEFT JOIN inserted ON true
 LEFT JOIN {schema}.jobs AS existing
        ON inserted.id IS NULL AND existing.idempotency_key = $9;
 
+-- name: notice_sender :fragment
+-- The notices that a broker keeping its messages in the jobs database sends in the statement
+-- of `job_insert_batch` (`Broker.notice_sender` replaces this block): a query on `notices`
+-- (queue, job_id, priority) returning the `job_id` of each notice it sent. None by default.
+SELECT n.job_id FROM notices AS n WHERE false
+
 -- name: job_insert_batch :many
 -- Insert the jobs of many concurrent `enqueue` calls (`polyqueue.batching`) in one statement:
 -- each job its own handler and options, none with an idempotency or unique key. $1 to $10
 -- hold one array per column, one element per job; ids ascend in the order of the arrays.
 -- Held back as `held_back_at_insert` says, per job. With a channel in $11 (the built-in
 -- `postgres` broker), the notice of every job it queued goes into broker_messages and the
--- channel is NOTIFYd once per queue on commit, as `job_insert_many` does.
+-- channel is NOTIFYd once per queue on commit, as `job_insert_many` does. Without one, a
+-- broker with messages in this database sends them in `sent` (`notice_sender`), and
+-- `notice_sent` says which it sent.
 WITH input AS (
     SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, j.*
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
@@ -127,10 +135,17 @@ WITH input AS (
     WHERE $11::text IS NOT NULL AND status = 'queued' AND NOT held_back
     ORDER BY id
     RETURNING queue
+), notices AS (
+    SELECT queue, id AS job_id, priority
+    FROM flagged
+    WHERE $11::text IS NULL AND status = 'queued' AND NOT held_back
+), sent AS (
+    {{notice_sender}}
 )
 SELECT id, status::text AS status, held_back,
        (SELECT count(pg_notify($11, woke.queue))
-        FROM (SELECT DISTINCT queue FROM announced) AS woke) AS woken
+        FROM (SELECT DISTINCT queue FROM announced) AS woke) AS woken,
+       id IN (SELECT job_id FROM sent) AS notice_sent
 FROM flagged
 ORDER BY id;
 

@@ -207,7 +207,17 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
                 [None if j.concurrency_keys is None else j.concurrency_keys[0] for j in batch],
                 announce_channel,
             )
-        return [_inserted(row, jobs) for jobs, row in zip(batch, rows, strict=True)]
+        return [
+            replace(_inserted(row, jobs), notice_sent=row["notice_sent"])
+            for jobs, row in zip(batch, rows, strict=True)
+        ]
+
+    def send_notices_with(self, notice_sender: str) -> None:
+        """Have `job_insert_batch` send the notices of the jobs it queues with a broker's
+        `notice_sender` SQL (see `Broker.notice_sender`), in the same statement."""
+        fragments = {"notice_sender": notice_sender}
+        queries = load_queries("queries.sql", self.schema, fragments=fragments)
+        self._sql["job_insert_batch"] = queries["job_insert_batch"].sql
 
     async def job_insert_unique(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None

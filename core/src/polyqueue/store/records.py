@@ -33,6 +33,8 @@ class InsertedJob:
     created: bool
     held_back: bool = False
     """Held back by flow control as it was inserted: no notice is published for it."""
+    notice_sent: bool = False
+    """Its notice was sent by the statement that inserted it (`Broker.notice_sender`)."""
 
 
 @dataclass(frozen=True, slots=True)

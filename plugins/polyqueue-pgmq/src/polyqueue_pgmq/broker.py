@@ -28,7 +28,7 @@ from polyqueue.wakeup import Wakeup
 from polyqueue_pgmq.codec import decode_body, encode_body
 from polyqueue_pgmq.install import install
 from polyqueue_pgmq.settings import ENV_PREFIX, load_pgmq_settings
-from polyqueue_pgmq.statements import SQL, pgmq_queue_name, statement
+from polyqueue_pgmq.statements import SQL, pgmq_queue_name, quote_literal, statement
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -177,6 +177,25 @@ class PgmqBroker(Broker):
             with self._translate():
                 await self._ensure_queues({queue for queue, _, _ in batches})
                 await self._send(connection, batches)
+
+    async def prepare_queue(self, queue: str) -> None:
+        """Refuse a queue name PGMQ cannot hold (`BrokerError`), create the queue if needed
+        (looked up again: it may have been dropped by hand since it was last seen)."""
+        name = self._pgmq_name(queue)
+        self._known.discard(name)
+        with self._translate():
+            await self._ensure_queues({name})
+
+    def notice_sender(self, database_url: str, schema: str) -> str | None:  # noqa: ARG002
+        """When PGMQ is in the jobs database, the core's insert of single jobs sends their
+        notices itself (`sql/broker.sql`, `notice_sender`): one statement, one commit."""
+        if not self.capabilities.transactional_publish or database_url != self._url:
+            return None
+        return (
+            SQL["notice_sender"]
+            .replace("{prefix}", quote_literal(self._prefix))
+            .replace("{channel}", quote_literal(CHANNEL))
+        )
 
     async def unheld(self, messages: Sequence[Message]) -> list[Message]:
         """The messages their queue's table does not hold (any more): the republisher rings

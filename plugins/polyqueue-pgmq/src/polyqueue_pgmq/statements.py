@@ -8,7 +8,7 @@ import re
 from polyqueue.exceptions import BrokerError
 from polyqueue.sql import load_queries, quote_identifier
 
-__all__ = ["MAX_PGMQ_NAME", "SQL", "pgmq_queue_name", "statement"]
+__all__ = ["MAX_PGMQ_NAME", "SQL", "pgmq_queue_name", "quote_literal", "statement"]
 
 MAX_PGMQ_NAME = 47  # PGMQ's own limit: its longest table name must fit in 63 characters
 _NAME = re.compile(r"^[a-z0-9_]+$")
@@ -37,3 +37,8 @@ def statement(block: str, pgmq_queue: str) -> str:
         .replace("{queue_table}", "pgmq." + quote_identifier(f"q_{pgmq_queue}"))
         .replace("{archive_table}", "pgmq." + quote_identifier(f"a_{pgmq_queue}"))
     )
+
+
+def quote_literal(text: str) -> str:
+    """`text` as a SQL string literal (for the settings written into `notice_sender`)."""
+    return "'" + text.replace("'", "''") + "'"

@@ -39,6 +39,35 @@ FROM (
     )
 ) AS sent
 
+-- name: notice_sender :many
+-- Not run on its own: the core's statement that inserts single jobs includes it
+-- (`Broker.notice_sender`) to send the notices of its relation `notices` (queue, job_id,
+-- priority) in the same transaction: one `pgmq.send_batch` and one NOTIFY of {channel} per
+-- queue, bodies as `polyqueue.notices` encodes them; returns the job ids whose notice it sent.
+-- {prefix} is the broker's queue prefix. A queue without a table (dropped by hand) is
+-- skipped, and the core publishes its notices after the commit, which creates it again.
+SELECT unnest(q.job_ids) AS job_id
+FROM (
+    SELECT {prefix} || n.queue AS name, array_agg(n.job_id ORDER BY n.job_id) AS job_ids
+    FROM notices AS n
+    GROUP BY n.queue
+    HAVING to_regclass(format('pgmq.%I', 'q_' || {prefix} || n.queue)) IS NOT NULL
+) AS q
+CROSS JOIN LATERAL (
+    SELECT pg_notify({channel}, q.name)
+    FROM (
+        SELECT count(*)
+        FROM pgmq.send_batch(
+            q.name,
+            ARRAY(SELECT jsonb_build_object('job_id', j.id)
+                  FROM unnest(q.job_ids) WITH ORDINALITY AS j (id, position)
+                  ORDER BY j.position),
+            array_fill(NULL::jsonb, ARRAY[cardinality(q.job_ids)]),
+            clock_timestamp()
+        )
+    ) AS sent
+) AS notified
+
 -- name: message_read :many
 -- Read up to $3 visible messages of one queue, hiding them for $2 whole seconds.
 SELECT msg_id, read_ct, message::text AS message, headers::text AS headers
