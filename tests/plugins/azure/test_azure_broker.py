@@ -95,6 +95,17 @@ def test_bad_settings_name_their_variable(
         load_azure_settings()
 
 
+@pytest.mark.parametrize("queue", ["jobs", "images.resize", "a/b", "x" * 256])
+async def test_queue_names_service_bus_takes_are_prepared(queue: str) -> None:
+    await AzureBroker(settings(queue_prefix="app-")).prepare_queue(queue)
+
+
+@pytest.mark.parametrize("queue", ["semi;colon", "ends-with-dash-", "spaced name", "x" * 257])
+async def test_queue_names_service_bus_refuses_are_refused_before_any_insert(queue: str) -> None:
+    with pytest.raises(BrokerError, match=r"Service Bus queue name .*QUEUE_PREFIX"):
+        await AzureBroker(settings(queue_prefix="app-")).prepare_queue(queue)
+
+
 def test_the_connection_string_stays_secret() -> None:
     assert "SharedAccessKey=s" not in repr(settings())
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from pydantic import BaseModel
 
 from polyqueue.broker import Message
+from polyqueue.exceptions import BrokerError
 from polyqueue.maintenance import Maintenance
 from polyqueue.notices import notice_message
 from polyqueue_sqs import SqsBroker
@@ -79,3 +81,19 @@ async def test_jobs_behind_a_backlog_are_not_republished_until_it_is_gone(
         lost = await Maintenance(app.runtime).run_once()
 
         assert sorted(lost.republished) == sorted(ids)
+
+
+async def test_a_queue_sqs_cannot_name_fails_the_enqueue_before_any_row(
+    make_app, sqs_env: str, db: asyncpg.Connection
+) -> None:
+    """`SqsBroker.prepare_queue` refuses the name before the insert: no job without a notice."""
+    app = make_app(queue_backend="sqs")
+
+    @app.register("sqs.dotted", queue="images.resize")
+    async def work(payload: Item) -> int:
+        return payload.n
+
+    async with app:
+        with pytest.raises(BrokerError, match="SQS allows letters"):
+            await app.enqueue(work, Item(n=1))
+    assert await db.fetchval("SELECT count(*) FROM polyqueue.jobs") == 0

@@ -14,7 +14,13 @@ from polyqueue.broker import Broker, BrokerEnvironment, Capabilities, Delivery, 
 from polyqueue.exceptions import BrokerError, BrokerUnavailableError
 from polyqueue.wakeup import Wakeup
 from polyqueue_azure.seam import make_seam
-from polyqueue_azure.settings import AzureBrokerSettings, load_azure_settings
+from polyqueue_azure.settings import (
+    ENV_PREFIX,
+    MAX_ENTITY_NAME,
+    AzureBrokerSettings,
+    load_azure_settings,
+    valid_entity,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Sequence
@@ -120,6 +126,19 @@ class AzureBroker(Broker):
         return self._ops
 
     # -- publishing ---------------------------------------------------------------------------
+
+    async def prepare_queue(self, queue: str) -> None:
+        """Refuse a queue whose Service Bus queue name Service Bus would refuse (`BrokerError`),
+        before its first job is inserted. No call to Service Bus: an enqueue still succeeds
+        while it is unreachable."""
+        entity = self.settings.entity(queue)
+        if not valid_entity(entity):
+            raise BrokerError(
+                f"queue {queue!r} gives Service Bus queue name {entity!r}: Service Bus allows"
+                " letters, digits, '.', '_', '-' and '/', starting and ending with a letter or"
+                f" digit, at most {MAX_ENTITY_NAME} characters (with {ENV_PREFIX}QUEUE_PREFIX)",
+                broker=self.name,
+            )
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """Send in `ServiceBusMessageBatch`es; a delay becomes `scheduled_enqueue_time_utc`."""

@@ -10,10 +10,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from polyqueue.settings import load_settings_model
 
-__all__ = ["ENV_PREFIX", "AzureBrokerSettings", "load_azure_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_ENTITY_NAME",
+    "AzureBrokerSettings",
+    "load_azure_settings",
+    "valid_entity",
+]
 
 ENV_PREFIX = "POLYQUEUE_AZURE_"
 ENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+MAX_ENTITY_NAME = 260
+"""Service Bus's longest queue name."""
 ENDPOINT_REQUIRED = (
     f"set {ENV_PREFIX}CONNECTION_STRING, or {ENV_PREFIX}FULLY_QUALIFIED_NAMESPACE"
     " (with the `identity` extra), but not both"
@@ -97,4 +105,12 @@ def load_azure_settings(**overrides: Any) -> AzureBrokerSettings:
     connection string (a `SecretStr`)."""
     return load_settings_model(
         AzureBrokerSettings, overrides, what="Azure Service Bus broker settings"
+    )
+
+
+def valid_entity(name: str) -> bool:
+    """Whether Service Bus takes `name` as a queue name: letters, digits, '.', '_', '-' and
+    '/', starting and ending with a letter or digit, at most `MAX_ENTITY_NAME` characters."""
+    return (
+        len(name) <= MAX_ENTITY_NAME and ENTITY_NAME.match(name) is not None and name[-1].isalnum()
     )

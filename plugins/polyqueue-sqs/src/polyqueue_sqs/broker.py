@@ -21,6 +21,7 @@ from polyqueue_sqs.entries import (
     long_poll_seconds,
     received_body,
     send_entry,
+    sqs_queue_name,
     whole_seconds,
 )
 from polyqueue_sqs.receipts import DeleteBuffer, Receipt
@@ -139,6 +140,11 @@ class SqsBroker(Broker):
         self._wakeup.interrupt()
 
     # -- publishing ---------------------------------------------------------------------------
+
+    async def prepare_queue(self, queue: str) -> None:
+        """Refuse a queue whose SQS name SQS would refuse (`BrokerError`), before its first
+        job is inserted. No call to SQS: an enqueue still succeeds while SQS is down."""
+        sqs_queue_name(self.settings, queue)
 
     async def publish(self, messages: Sequence[Message]) -> None:
         """SendMessageBatch per queue in tens; the batches of a call run concurrently."""
