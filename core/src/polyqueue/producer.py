@@ -248,11 +248,9 @@ class Producer:
         settings: PolyqueueSettings,
         outbox_channel: str,
         announce_channel: str | None = None,
-        sends_notices: bool = False,
         key_functions: Mapping[str, Callable[[BaseModel], str]] | None = None,
     ) -> None:
         self._store = store
-        self._sends_notices = sends_notices
         self._prepared: set[str] = set()  # queues the broker said it can carry
         self._key_functions = key_functions or {}
         self._announce_channel = announce_channel
@@ -347,7 +345,7 @@ class Producer:
             return await self._store.job_insert_batch(
                 batch, self._store.pool, self._announce_channel
             )
-        if self._sends_notices:  # the statement sends them (`Broker.notice_sender`)
+        if self._store.sends_notices:  # the statement sends them (`Broker.notice_sender`)
             inserted = await self._store.job_insert_batch(batch, self._store.pool)
             await self._publish_unsent([row for row in inserted if not row.notice_sent])
             return inserted

@@ -138,7 +138,6 @@ async def open_runtime(parts: RuntimeParts) -> Runtime:
             settings=settings,
             outbox_channel=f"pq_outbox_{uuid.uuid4().hex[:16]}",
             announce_channel=None if colocation is None else colocation.announce_channel,
-            sends_notices=notice_sender is not None,
             key_functions=parts.key_functions,
         )
         outbox = None

@@ -65,6 +65,8 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         workflows = load_queries("workflows.sql", schema, fragments=fragments)
         every = {**self.queries, **flow, **workflows}
         self._sql = {name: query.sql for name, query in every.items()}
+        self.sends_notices = False
+        """Whether `job_insert_batch` sends the notices itself (`send_notices_with`)."""
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._claim_pool: asyncpg.Pool | None = None
@@ -218,6 +220,7 @@ class JobStore(MaintenanceQueries, InspectionQueries, FlowQueries, WorkflowQueri
         fragments = {"notice_sender": notice_sender}
         queries = load_queries("queries.sql", self.schema, fragments=fragments)
         self._sql["job_insert_batch"] = queries["job_insert_batch"].sql
+        self.sends_notices = True
 
     async def job_insert_unique(
         self, jobs: NewJobs, executor: SqlExecutor, announce_channel: str | None = None
