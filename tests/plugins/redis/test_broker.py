@@ -137,6 +137,51 @@ async def test_a_stale_receipt_cannot_ack_extend_or_nack_the_redelivery(
     assert await redis_client.hlen(broker.keys.queue(name).bodies) == 0
 
 
+async def test_settling_one_queue_is_one_script_call_and_several_one_pipeline(
+    dedicated_redis: RedisServer,
+) -> None:
+    """A pipeline of scripts first sends SCRIPT EXISTS: one queue's ack, nack or extend is sent
+    without one (one round trip per settle), and several queues' share one pipeline."""
+    dedicated_redis.start()
+    one, other = queue(), queue()
+    async with RedisBroker(RedisBrokerSettings(url=dedicated_redis.url), lease_seconds=LEASE) as b:
+        # every script once first: a script's first call is EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA
+        await b.publish([Message(one, b"0")])
+        warm = await b.receive([one], max_messages=1, wait_seconds=5)
+        await b.extend(warm, LEASE)
+        await b.nack(warm)
+        await b.ack(await b.receive([one], max_messages=1, wait_seconds=5))
+        admin = Redis.from_url(dedicated_redis.url)
+        try:
+            before = await _script_calls(admin)
+            await b.publish([Message(one, b"1"), Message(one, b"2")])
+            got = await b.receive([one], max_messages=2, wait_seconds=5)
+            await b.extend(got, LEASE)
+            await b.nack(got[:1])
+            await b.ack(got[1:])
+            assert await _script_calls(admin) == _plus(before, evalsha=5)
+            await b.publish([Message(one, b"3"), Message(other, b"4")])  # one pipeline
+            got = await b.receive([one, other], max_messages=5, wait_seconds=5)
+            assert sorted(d.body for d in got) == [b"1", b"3", b"4"]
+            await b.ack(got)  # one pipeline
+            assert await _script_calls(admin) == _plus(before, evalsha=10, exists=2)
+        finally:
+            await admin.aclose()
+
+
+async def _script_calls(client: Redis) -> dict[str, int]:
+    """Calls so far of EVALSHA and SCRIPT EXISTS, from INFO commandstats."""
+    stats = await client.info("commandstats")
+    return {
+        name: stats.get(key, {}).get("calls", 0)
+        for key, name in (("cmdstat_evalsha", "evalsha"), ("cmdstat_script|exists", "exists"))
+    }
+
+
+def _plus(calls: dict[str, int], *, evalsha: int, exists: int = 0) -> dict[str, int]:
+    return {"evalsha": calls["evalsha"] + evalsha, "exists": calls["exists"] + exists}
+
+
 async def test_receive_returns_by_its_deadline(broker: RedisBroker) -> None:
     started = time.monotonic()
     assert await broker.receive([queue()], max_messages=5, wait_seconds=0.5) == []

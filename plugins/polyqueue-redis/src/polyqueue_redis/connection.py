@@ -49,6 +49,7 @@ SHOWN_DROPS = 5
 
 Entry = tuple[int, float, bytes]  # (priority, delay seconds, body)
 Receipt = tuple[bytes, bytes]  # (message id, receipt): raw bytes, whatever is in Redis
+Call = tuple[list[str], list[Any]]  # one script call's keys and arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,30 +128,16 @@ class RedisConnection:
     # -- commands -------------------------------------------------------------------------------
 
     async def publish(self, batches: Sequence[tuple[str, Sequence[Entry]]]) -> None:
-        """Store each (queue, entries) batch with one Lua call, all in one pipeline; a single
-        batch (one enqueue's notice) without one: a pipeline of scripts first asks Redis
-        whether they are loaded, one more round trip for every enqueue."""
-        if len(batches) == 1:
-            with self.translate("publish"):
-                reply = await self._publish_batch(*batches[0], self._require())
-            _log_dropped("publish", reply[1])
-            return
-        async with self._require().pipeline(transaction=False) as pipe:
-            for queue, entries in batches:
-                await self._publish_batch(queue, entries, pipe)
-            with self.translate("publish"):
-                replies = await pipe.execute()
-        for reply in replies:
-            _log_dropped("publish", reply[1])
+        """Store each (queue, entries) batch with one Lua call."""
+        await self._call_each("publish", [self._publish_call(q, e) for q, e in batches])
 
-    async def _publish_batch(self, queue: str, entries: Sequence[Entry], client: Any) -> Any:
-        """The publish script's call for one queue's entries, on `client` (or a pipeline)."""
+    def _publish_call(self, queue: str, entries: Sequence[Entry]) -> Call:
+        """The publish script's keys and arguments for one queue's entries."""
         keys = self._keys.queue(queue)
         args: list[Any] = [keys.doorbell]
         for priority, delay, body in entries:
             args += (priority, _ms(delay), body)
-        key_list = [keys.ready, keys.delayed, keys.bodies, keys.priorities, keys.sequence]
-        return await self._scripts["publish"](key_list, args, client=client)
+        return [keys.ready, keys.delayed, keys.bodies, keys.priorities, keys.sequence], args
 
     async def receive(self, queues: Sequence[str], max_messages: int, lease: float) -> Received:
         """Lease up to `max_messages` from `queues` in one Lua call."""
@@ -191,16 +178,29 @@ class RedisConnection:
         keys_of: Callable[[Any], list[str]],
         head_of: Callable[[Any], list[Any]] = lambda _: [],
     ) -> None:
-        """Run `script` once per queue, all calls in one pipeline."""
-        if not groups:
-            return
-        async with self._require().pipeline(transaction=False) as pipe:
-            for queue, receipts in groups.items():
-                keys = self._keys.queue(queue)
-                args = head_of(keys) + [part for receipt in receipts for part in receipt]
-                await self._scripts[script](keys_of(keys), args, client=pipe)
+        """Run `script` once per queue."""
+        await self._call_each(
+            script,
+            [
+                (keys_of(keys), head_of(keys) + [part for receipt in receipts for part in receipt])
+                for keys, receipts in ((self._keys.queue(q), r) for q, r in groups.items())
+            ],
+        )
+
+    async def _call_each(self, script: str, calls: Sequence[Call]) -> None:
+        """Run `script` once per (keys, args): one call on its own, several in one pipeline
+        (a pipeline of scripts first asks Redis whether they are loaded: a round trip more)."""
+        if len(calls) == 1:
             with self.translate(script):
-                replies = await pipe.execute()
+                replies = [await self._scripts[script](*calls[0], client=self._require())]
+        elif calls:
+            async with self._require().pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._scripts[script](keys, args, client=pipe)
+                with self.translate(script):
+                    replies = await pipe.execute()
+        else:
+            return
         for reply in replies:
             _log_dropped(script, reply[1])
 
