@@ -255,12 +255,17 @@ async def test_an_id_without_a_body_is_dropped(broker: RedisBroker, redis_client
     await broker.ack(got)
 
 
-async def test_one_receive_spans_several_queues_in_order(broker: RedisBroker) -> None:
-    first, second = queue(), queue()
-    await broker.publish([Message(second, b"2"), Message(first, b"1")])
-    got = await broker.receive([first, second], max_messages=5, wait_seconds=5)
-    assert [(d.queue, d.body) for d in got] == [(first, b"1"), (second, b"2")]
-    await broker.ack(got)
+async def test_one_receive_spans_several_queues_in_order(
+    broker: RedisBroker, redis_client: Redis
+) -> None:
+    first, empty, second = queue(), queue(), queue()
+    await broker.publish([Message(second, b"2"), Message(first, b"1"), Message(second, b"3")])
+    got = await broker.receive([first, empty, second], max_messages=5, wait_seconds=5)
+    assert [(d.queue, d.body) for d in got] == [(first, b"1"), (second, b"2"), (second, b"3")]
+    await broker.ack(got)  # every receipt matches: nothing is left behind in either queue
+    for name in (first, second):
+        keys = broker.keys.queue(name)
+        assert await redis_client.zcard(keys.leased) == await redis_client.hlen(keys.bodies) == 0
 
 
 async def test_a_closed_broker_refuses_to_receive(redis_settings: RedisBrokerSettings) -> None:

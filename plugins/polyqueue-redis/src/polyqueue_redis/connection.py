@@ -145,10 +145,11 @@ class RedisConnection:
         for queue in queues:
             k = self._keys.queue(queue)
             key_list += (k.ready, k.leased, k.delayed, k.bodies, k.receipts, k.priorities)
-        args = (max_messages, _ms(lease), self._settings.sweep_limit, uuid.uuid4().hex)
+        token = uuid.uuid4().hex
+        args = (max_messages, _ms(lease), self._settings.sweep_limit, token)
         with self.translate("receive"):
             reply = await self._scripts["receive"](key_list, args, client=self._require())
-        return _received(queues, reply)
+        return _received(queues, reply, token.encode())
 
     async def ack(self, groups: dict[str, list[Receipt]]) -> None:
         """Forget the leased messages whose receipts are current."""
@@ -260,13 +261,17 @@ def _ms(seconds: float) -> int:
     return max(round(seconds * 1000), 0)
 
 
-def _received(queues: Sequence[str], reply: list[Any]) -> Received:
+def _received(queues: Sequence[str], reply: list[Any], token: bytes) -> Received:
+    """Read the receive script's reply: header, a count per queue, then (id, body) pairs."""
     now, next_due, dropped = int(reply[0]), int(reply[1]), reply[2]
     _log_dropped("receive", dropped)
-    messages = [
-        Leased(queues[int(reply[i])], reply[i + 1], reply[i + 2], reply[i + 3])
-        for i in range(3, len(reply), 4)
-    ]
+    messages: list[Leased] = []
+    at = 3 + len(queues)
+    for queue, count in zip(queues, reply[3:at], strict=True):
+        for _ in range(int(count)):
+            receipt = b"%s:%d" % (token, len(messages) + 1)
+            messages.append(Leased(queue, reply[at], receipt, reply[at + 1]))
+            at += 2
     due_in = None if next_due < 0 else max(next_due - now, 0) / 1000
     return Received(messages, due_in, len(dropped))
 

@@ -2,8 +2,10 @@
 -- Before taking, each queue's expired leases and due delayed messages go back to ready.
 -- KEYS: per queue, 6 keys: ready, leased, delayed (zsets), bodies, receipts, priorities (hashes)
 -- ARGV: max messages, lease ms, sweep limit, receipt token (unique per call)
--- Returns {now_ms, next_due_ms or -1, dropped garbage, then (queue index, id, receipt, body)
--- per message}.
+-- Returns {now_ms, next_due_ms or -1, dropped garbage, then per queue the number of messages
+-- taken from it, then (id, body) per message, queue by queue}. The n-th message's receipt
+-- is the token, ':' and n (counted from 1 over the whole call), so it is not sent back: a
+-- reply is parsed field by field by the client, and short replies are cheaper to read.
 guard({'zset', 'zset', 'zset', 'hash', 'hash', 'hash'})
 local wanted = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -11,6 +13,8 @@ local limit = tonumber(ARGV[3])
 local token = ARGV[4]
 local now = now_ms()
 local result = {now, -1, dropped}
+local counts = {}
+local messages = {}
 local taken = 0
 
 local function back_to_ready(from, ready, priorities)
@@ -34,7 +38,7 @@ end
 -- Pop ready ids until `wanted` are leased or the queue is empty. An id without a body
 -- (garbage) is dropped and does not count, so it never hides the messages behind it; at
 -- most `limit` of them per queue and call, to bound the script's run time.
-local function take(q, ready, leased, bodies, receipts, priorities)
+local function take(ready, leased, bodies, receipts, priorities)
   local budget = limit
   while taken < wanted and budget > 0 do
     local popped = redis.call('ZPOPMIN', ready, math.min(wanted - taken, budget))
@@ -49,10 +53,8 @@ local function take(q, ready, leased, bodies, receipts, priorities)
         local receipt = token .. ':' .. taken
         redis.call('HSET', receipts, id, receipt)
         redis.call('ZADD', leased, now + lease, id)
-        table.insert(result, q)
-        table.insert(result, id)
-        table.insert(result, receipt)
-        table.insert(result, body)
+        table.insert(messages, id)
+        table.insert(messages, body)
       else
         budget = budget - 1
         redis.call('HDEL', receipts, id)
@@ -67,10 +69,18 @@ for q = 0, #KEYS / 6 - 1 do
   local k = q * 6
   back_to_ready(KEYS[k + 2], KEYS[k + 1], KEYS[k + 6])
   back_to_ready(KEYS[k + 3], KEYS[k + 1], KEYS[k + 6])
+  local before = taken
   if taken < wanted then
-    take(q, KEYS[k + 1], KEYS[k + 2], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6])
+    take(KEYS[k + 1], KEYS[k + 2], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6])
   end
+  counts[q + 1] = taken - before
   note_next_due(KEYS[k + 2])
   note_next_due(KEYS[k + 3])
+end
+for _, count in ipairs(counts) do
+  table.insert(result, count)
+end
+for _, part in ipairs(messages) do
+  table.insert(result, part)
 end
 return result
