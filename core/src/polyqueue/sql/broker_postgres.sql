@@ -18,10 +18,14 @@ SELECT pg_notify($5, queue) FROM (SELECT DISTINCT queue FROM sent) AS queues;
 -- name: message_lease :fragment
 -- Lease up to $2 available messages of the queues $1 for $3 seconds, highest priority
 -- first: one ordered index scan per queue, stopping at $2 rows, never a sort of the whole
--- backlog. Included by `message_receive` and `message_receive_claiming`.
+-- backlog. Included by `message_receive` and `message_receive_claiming`. The leased ids
+-- are gathered into an array first, so the rows are updated by their primary key whatever
+-- the statistics: with `m.id IN (subquery)` a generic plan cannot see the LIMIT, and once
+-- the table had been analyzed with a backlog in it, it joined the subquery to a scan of
+-- every notice, a scan per receive.
 UPDATE {schema}.broker_messages AS m
 SET available_at = now() + make_interval(secs => $3), deliveries = m.deliveries % 2147483647 + 1
-WHERE m.id IN (
+WHERE m.id = ANY(ARRAY(
     SELECT ready.id
     FROM unnest($1::text[]) AS q(name)
     CROSS JOIN LATERAL (
@@ -33,7 +37,7 @@ WHERE m.id IN (
     ) AS ready
     ORDER BY ready.priority DESC, ready.available_at, ready.id
     LIMIT $2
-)
+))
 
 -- name: message_receive :many
 -- Lease up to $2 available messages of the queues $1 for $3 seconds (RETURNING does not
