@@ -362,7 +362,9 @@ settled AS (
 -- declared dead, when its jobs are reclaimed).
 -- A finished job with dependents settles their edges in this statement (`settle_dependents`,
 -- channels $12 and $13): the rows with `released` true are the dependents it queued or
--- scheduled.
+-- scheduled. The status is compared as text, as in `job_claim_many`: the jobs are found by
+-- their primary key, never by a walk of the partial index of every running job, which the
+-- planner believes empty when the table was analyzed while no job ran.
 -- transition: running -> succeeded | failed | scheduled
 WITH completed AS (
     UPDATE {schema}.jobs AS j
@@ -385,7 +387,7 @@ WITH completed AS (
         $1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::double precision[], $9::boolean[]
     ) AS o(id, attempt, status, result, error_type, error_message, error_traceback, delay, snoozed)
-    WHERE j.id = o.id AND j.attempt = o.attempt AND j.status IN ('running')
+    WHERE j.id = o.id AND j.attempt = o.attempt AND j.status::text IN ('running')
       AND o.status IN ('succeeded', 'failed', 'scheduled')
       AND ($14::text IS NULL OR j.worker_id = $14)
     RETURNING j.id, j.status, j.run_at, j.has_dependents,
@@ -428,11 +430,12 @@ RETURNING j.id;
 
 -- name: job_heartbeat_many :many
 -- Mark running attempts alive; ids missing from the result are no longer this worker's.
--- With a worker in $3, only the attempts it claimed (see `job_complete_many`).
+-- With a worker in $3, only the attempts it claimed (see `job_complete_many`). The status
+-- is compared as text: found by primary key (see `job_complete_many`).
 UPDATE {schema}.jobs AS j
 SET heartbeat_at = now()
 FROM unnest($1::bigint[], $2::integer[]) AS h(id, attempt)
-WHERE j.id = h.id AND j.attempt = h.attempt AND j.status = 'running'
+WHERE j.id = h.id AND j.attempt = h.attempt AND j.status::text = 'running'
   AND ($3::text IS NULL OR j.worker_id = $3)
 RETURNING j.id;
 
