@@ -262,18 +262,28 @@ def _ms(seconds: float) -> int:
 
 
 def _received(queues: Sequence[str], reply: list[Any], token: bytes) -> Received:
-    """Read the receive script's reply: header, a count per queue, then (id, body) pairs."""
+    """Read the receive script's reply: header, a count per queue, then one string holding
+    each message's id and body as `<length>:<bytes>`."""
     now, next_due, dropped = int(reply[0]), int(reply[1]), reply[2]
     _log_dropped("receive", dropped)
-    messages: list[Leased] = []
     at = 3 + len(queues)
+    packed, offset = bytes(reply[at]), 0
+    messages: list[Leased] = []
     for queue, count in zip(queues, reply[3:at], strict=True):
         for _ in range(int(count)):
+            message_id, offset = _unpack(packed, offset)
+            body, offset = _unpack(packed, offset)
             receipt = b"%s:%d" % (token, len(messages) + 1)
-            messages.append(Leased(queue, reply[at], receipt, reply[at + 1]))
-            at += 2
+            messages.append(Leased(queue, message_id, receipt, body))
     due_in = None if next_due < 0 else max(next_due - now, 0) / 1000
     return Received(messages, due_in, len(dropped))
+
+
+def _unpack(packed: bytes, offset: int) -> tuple[bytes, int]:
+    """The `<length>:<bytes>` field at `offset` of `packed`, and the offset after it."""
+    colon = packed.index(b":", offset)
+    end = colon + 1 + int(packed[offset:colon])
+    return packed[colon + 1 : end], end
 
 
 def _log_dropped(operation: str, dropped: list[bytes]) -> None:

@@ -3,9 +3,10 @@
 -- KEYS: per queue, 6 keys: ready, leased, delayed (zsets), bodies, receipts, priorities (hashes)
 -- ARGV: max messages, lease ms, sweep limit, receipt token (unique per call)
 -- Returns {now_ms, next_due_ms or -1, dropped garbage, then per queue the number of messages
--- taken from it, then (id, body) per message, queue by queue}. The n-th message's receipt
--- is the token, ':' and n (counted from 1 over the whole call), so it is not sent back: a
--- reply is parsed field by field by the client, and short replies are cheaper to read.
+-- taken from it, then one string of every message's id and body, queue by queue, each as
+-- `<length>:<bytes>`}. The n-th message's receipt is the token, ':' and n (counted from 1
+-- over the whole call), so it is not sent back. The client reads a reply field by field in
+-- Python: one string for all the messages is read in one go.
 guard({'zset', 'zset', 'zset', 'hash', 'hash', 'hash'})
 local wanted = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -53,8 +54,7 @@ local function take(ready, leased, bodies, receipts, priorities)
         local receipt = token .. ':' .. taken
         redis.call('HSET', receipts, id, receipt)
         redis.call('ZADD', leased, now + lease, id)
-        table.insert(messages, id)
-        table.insert(messages, body)
+        table.insert(messages, #id .. ':' .. id .. #body .. ':' .. body)
       else
         budget = budget - 1
         redis.call('HDEL', receipts, id)
@@ -80,7 +80,5 @@ end
 for _, count in ipairs(counts) do
   table.insert(result, count)
 end
-for _, part in ipairs(messages) do
-  table.insert(result, part)
-end
+table.insert(result, table.concat(messages))
 return result
