@@ -14,7 +14,6 @@ local limit = tonumber(ARGV[3])
 local token = ARGV[4]
 local now = now_ms()
 local result = {now, -1, dropped}
-local counts = {}
 local messages = {}
 local taken = 0
 
@@ -73,12 +72,9 @@ for q = 0, #KEYS / 6 - 1 do
   if taken < wanted then
     take(KEYS[k + 1], KEYS[k + 2], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6])
   end
-  counts[q + 1] = taken - before
+  table.insert(result, taken - before)  -- this queue's count, after the header
   note_next_due(KEYS[k + 2])
   note_next_due(KEYS[k + 3])
-end
-for _, count in ipairs(counts) do
-  table.insert(result, count)
 end
 table.insert(result, table.concat(messages))
 return result
