@@ -47,6 +47,10 @@ __all__ = ["Worker"]
 log = logging.getLogger(__name__)
 
 RECEIVE_WAIT_SECONDS = 1.0
+OUTCOMES_WAITING_PER_SLOT = 5
+"""Finished jobs, per slot, whose outcomes may wait for the group commit before no new job
+starts: enough for an outcome statement to carry what the worker finishes during the one
+before it, even through a slow link, and a bound on the work a crash makes run again."""
 FLUSH_MINIMUM_SECONDS = 2.0
 """A stopping worker tries this long at least to store its last outcomes, even when its
 handlers used up the whole grace period (a second signal cuts it short)."""
@@ -245,11 +249,12 @@ class Worker:
 
     def _free_slots(self) -> int:
         """Handlers that may start now: a finished handler frees its slot at once, while its
-        outcome waits for the next group commit (at most `concurrency` outcomes wait). A sync
-        handler that timed out keeps its slot until its thread returns."""
+        outcome waits for the next group commit (at most `OUTCOMES_WAITING_PER_SLOT` per
+        slot wait). A sync handler that timed out keeps its slot until its thread returns."""
         executing = sum(1 for r in self._running.values() if not r.recording)
         executing += self._executor.stuck_threads
-        return min(self.concurrency - executing, 2 * self.concurrency - len(self._running))
+        waiting = OUTCOMES_WAITING_PER_SLOT * self.concurrency
+        return min(self.concurrency - executing, self.concurrency + waiting - len(self._running))
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
@@ -266,7 +271,14 @@ class Worker:
             self._pace.claimed(loop.time() - sent)
         for job, delivery in claimed:
             self._ready[job.id] = (job, delivery)
-        self._start_ready(self._free_slots())
+        self._fill_slots()
+
+    def _fill_slots(self) -> None:
+        """Start jobs claimed ahead in the slots free now, unless the worker is stopping (a
+        stopping worker gives them back). Also called as a slot frees, so they never wait
+        for the claim loop, which may be waiting for its next claim."""
+        if self._ready and not self._stopping.is_set():
+            self._start_ready(self._free_slots())
 
     def _start_ready(self, slots: int) -> None:
         """Start up to `slots` of the jobs claimed ahead, oldest claim first."""
@@ -294,6 +306,7 @@ class Worker:
             return
         self._running[job.id].recording = True  # from here on the task is not cancelled
         self._slot_freed.set()
+        self._fill_slots()
         self._pace.ran(asyncio.get_running_loop().time() - started)
         if delivery is None:  # a limited job: held-back jobs may start while its outcome waits
             self._intake.flow.handler_done()
@@ -307,6 +320,7 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
+            self._fill_slots()
             if delivery is None:  # a limited job: its slot is free for the held-back ones
                 self._intake.flow.finished()
         if not current:
