@@ -303,6 +303,7 @@ class Worker:
         except asyncio.CancelledError:
             await self._after_cancel(job, delivery)
             self._slot_freed.set()
+            self._fill_slots()
             return
         self._running[job.id].recording = True  # from here on the task is not cancelled
         self._slot_freed.set()
