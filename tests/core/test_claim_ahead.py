@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tests.conftest import AppFactory
 
     from polyqueue import Polyqueue
+    from polyqueue.worker import Worker
 
 
 class Item(BaseModel):
@@ -171,3 +172,31 @@ async def test_a_job_claimed_ahead_starts_as_a_slot_frees_while_the_next_claim_w
         gates[started[1]].set()
         for job_id in gated_ids:
             assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_job_whose_worker_was_lost_runs_alone(make_app: AppFactory) -> None:
+    """A job reclaimed from a lost worker may be what killed it: the worker holds nothing
+    else while it runs (no job beside it, none claimed ahead, no outcome waiting), so that
+    a second death charges no other job a reclaim."""
+    app = make_app()
+    worker: Worker | None = None
+    held_at_start: dict[int, int] = {}
+
+    @app.register("alone.job")
+    async def job(payload: Item) -> int:
+        assert worker is not None
+        held_at_start[payload.n] = worker.running_jobs
+        await asyncio.sleep(0)
+        return payload.n
+
+    async with app:
+        ids = await app.enqueue_many(job, [Item(n=n) for n in range(12)])
+        suspect = ids[4]
+        await app.store.pool.execute(
+            "UPDATE polyqueue.jobs SET reclaims = 1 WHERE id = $1", suspect
+        )
+        async with running_worker(app, concurrency=4) as worker:
+            for job_id in ids:
+                assert (await app.wait_for(job_id, timeout=30)).status is JobStatus.SUCCEEDED
+    assert held_at_start[4] == 1  # the suspect ran alone
+    assert max(held_at_start.values()) > 1  # the others did not

@@ -159,11 +159,18 @@ class ClaimedJob:
     max_attempts: int
     max_run_seconds: float | None
     timeout_strategy: str
+    reclaims: int = 0
 
     @property
     def attempts_left(self) -> bool:
         """Whether a failure of this attempt may still be retried."""
         return self.attempt - self.attempt_base < self.max_attempts
+
+    @property
+    def suspect(self) -> bool:
+        """Whether a worker was lost while holding this job before: it may be what killed
+        it, so it runs alone (`Worker`), lest the jobs beside it share its reclaims."""
+        return self.reclaims > 0
 
     @classmethod
     def from_row(cls, row: Any) -> ClaimedJob:

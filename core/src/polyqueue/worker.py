@@ -229,6 +229,10 @@ class Worker:
                 log.info("worker %s: no job is ready to run; the burst is over", self.id)
                 self.stop()
                 return
+            if self._holding_suspect():  # claim nothing more until it has run, alone
+                self._fill_slots()
+                await self._wait_for_slot()
+                return
             free = self._free_slots()
             if free > 0 and self._ready:
                 self._start_ready(free)
@@ -281,9 +285,25 @@ class Worker:
             self._start_ready(self._free_slots())
 
     def _start_ready(self, slots: int) -> None:
-        """Start up to `slots` of the jobs claimed ahead, oldest claim first."""
-        for job_id in list(self._ready)[: max(slots, 0)]:
-            self._start(*self._ready.pop(job_id))
+        """Start up to `slots` of the jobs claimed ahead, oldest claim first. A suspect job
+        (`ClaimedJob.suspect`: its worker was lost before) waits until the worker holds
+        nothing else, then starts alone: should it kill the worker again, no other job is
+        lost with it and charged a reclaim (the poison count)."""
+        started = 0
+        for job_id, (job, _) in list(self._ready.items()):
+            if started >= slots:
+                break
+            if not job.suspect:
+                self._start(*self._ready.pop(job_id))
+                started += 1
+        if started == 0 < slots and self._ready and not self._running:  # only suspects left
+            self._start(*self._ready.pop(next(iter(self._ready))))
+
+    def _holding_suspect(self) -> bool:
+        """Whether a suspect job is waiting for its turn or running."""
+        return any(job.suspect for job, _ in self._ready.values()) or any(
+            running.job.suspect for running in self._running.values()
+        )
 
     def _start(self, job: ClaimedJob, delivery: Delivery | None) -> None:
         task = asyncio.create_task(self._run_job(job, delivery), name=f"polyqueue-job-{job.id}")

@@ -230,7 +230,7 @@ AND NOT EXISTS (
 -- name: claimed_columns :fragment
 -- The columns of `polyqueue.job.ClaimedJob`, of the claimed job `j`.
 j.id, j.name, j.queue, j.payload::text AS payload, j.headers::text AS headers, j.priority,
-j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds, j.timeout_strategy
+j.attempt, j.attempt_base, j.max_attempts, j.max_run_seconds, j.timeout_strategy, j.reclaims
 
 -- name: claim_returning :fragment
 -- What a claim returns: the columns of `polyqueue.job.ClaimedJob`.
