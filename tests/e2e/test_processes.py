@@ -126,6 +126,7 @@ async def test_sigterm_to_the_supervisor_stops_every_process_after_its_jobs(
                 await app.enqueue("e2e.hold", Hold(release_file=str(release))) for _ in range(6)
             ]
             await eventually(lambda: _all_running(app, jobs), timeout=30)
+            await eventually(lambda: _all_started(log, jobs), timeout=30)
             process.send_signal(signal.SIGTERM)
 
             def both_waiting() -> bool:  # each process (at most 4 jobs each) stops, jobs running
@@ -159,6 +160,13 @@ async def _all_running(app: Polyqueue, job_ids: list[int]) -> bool:
         "SELECT count(*) FROM polyqueue.jobs WHERE id = ANY($1) AND status = 'running'", job_ids
     )
     return count == len(job_ids)
+
+
+def _all_started(log: Path, job_ids: list[int]) -> bool:
+    """Whether every job's handler has started (claimed is not enough: a job claimed as the
+    stop signal arrives is given back unstarted)."""
+    text = log.read_text(errors="replace")
+    return all(f"started [job_id={job_id} " in text for job_id in job_ids)
 
 
 async def _running_in(app: Polyqueue, job_id: int) -> int:

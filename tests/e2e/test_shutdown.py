@@ -102,7 +102,9 @@ def make_producer(make_app) -> Polyqueue:
 
 
 async def running_in(app: Polyqueue, job_id: int, process: WorkerProcess) -> None:
-    """Wait until the job runs in the worker process (its row names that process's worker)."""
+    """Wait until the job's handler runs in the worker process: its row names that process's
+    worker, and the process logged the start. (Claimed is not enough: a job claimed as the
+    stop signal arrives is given back unstarted, not run in the grace period.)"""
 
     async def check() -> bool:
         if process.process.poll() is not None:
@@ -114,7 +116,7 @@ async def running_in(app: Polyqueue, job_id: int, process: WorkerProcess) -> Non
             job_id,
             process.pid,
         )
-        return status == "running"
+        return status == "running" and f"started [job_id={job_id} " in process.output()
 
     await eventually(check)
 
