@@ -289,14 +289,15 @@ class Worker:
         (`ClaimedJob.suspect`: its worker was lost before) waits until the worker holds
         nothing else, then starts alone: should it kill the worker again, no other job is
         lost with it and charged a reclaim (the poison count)."""
-        started = 0
-        for job_id, (job, _) in list(self._ready.items()):
-            if started >= slots:
+        chosen: list[int] = []
+        for job_id, (job, _) in self._ready.items():  # stops after `slots`: no copy of all
+            if len(chosen) >= slots:
                 break
             if not job.suspect:
-                self._start(*self._ready.pop(job_id))
-                started += 1
-        if started == 0 < slots and self._ready and not self._running:  # only suspects left
+                chosen.append(job_id)
+        for job_id in chosen:
+            self._start(*self._ready.pop(job_id))
+        if not chosen and slots > 0 and self._ready and not self._running:  # only suspects
             self._start(*self._ready.pop(next(iter(self._ready))))
 
     def _holding_suspect(self) -> bool:
